@@ -1,0 +1,328 @@
+//! Encodes envelopes in either codec straight into a frame buffer, so a broadcast is one
+//! encode and one allocation. JSON strings and numbers go through simd-json's generator;
+//! MessagePack through rmp, which always picks the smallest integer form.
+
+use base64::Engine;
+use simd_json::prelude::Writable;
+use simd_json::StaticNode;
+use smallvec::SmallVec;
+
+use super::frame::{self, Frame};
+use super::{Codec, Value};
+
+/// Writes one value tree (usually an envelope map) into a frame buffer.
+///
+/// Maps and arrays declare their length up front (MessagePack needs it); JSON separators
+/// are inserted from a small stack of per-level item counts.
+pub struct Writer<'b> {
+    codec: Codec,
+    buf: &'b mut Vec<u8>,
+    /// Items written so far at each open JSON level.
+    levels: SmallVec<[u32; 16]>,
+    /// The next JSON value follows a key (no comma).
+    after_key: bool,
+}
+
+impl<'b> Writer<'b> {
+    /// Starts a frame in `buf` (cleared, header space reserved).
+    pub fn new(codec: Codec, buf: &'b mut Vec<u8>) -> Self {
+        frame::begin(buf);
+        Writer {
+            codec,
+            buf,
+            levels: SmallVec::new(),
+            after_key: false,
+        }
+    }
+
+    /// Finishes the frame with the codec's opcode.
+    pub fn finish(self) -> Frame {
+        debug_assert!(self.levels.is_empty(), "unclosed map or array");
+        frame::finish(self.buf, self.codec.opcode())
+    }
+
+    fn sep(&mut self) {
+        if self.codec != Codec::Json {
+            return;
+        }
+        if self.after_key {
+            self.after_key = false;
+        } else if let Some(count) = self.levels.last_mut() {
+            if *count > 0 {
+                self.buf.push(b',');
+            }
+            *count += 1;
+        }
+    }
+
+    /// Opens a map of `len` entries; close it with [`Writer::end_map`].
+    pub fn map(&mut self, len: u32) -> &mut Self {
+        self.sep();
+        match self.codec {
+            Codec::Json => {
+                self.buf.push(b'{');
+                self.levels.push(0);
+            }
+            Codec::Msgpack => {
+                let _ = rmp::encode::write_map_len(self.buf, len);
+            }
+        }
+        self
+    }
+
+    /// Closes the innermost map.
+    pub fn end_map(&mut self) -> &mut Self {
+        if self.codec == Codec::Json {
+            self.levels.pop();
+            self.buf.push(b'}');
+        }
+        self
+    }
+
+    /// Opens an array of `len` items; close it with [`Writer::end_array`].
+    pub fn array(&mut self, len: u32) -> &mut Self {
+        self.sep();
+        match self.codec {
+            Codec::Json => {
+                self.buf.push(b'[');
+                self.levels.push(0);
+            }
+            Codec::Msgpack => {
+                let _ = rmp::encode::write_array_len(self.buf, len);
+            }
+        }
+        self
+    }
+
+    /// Closes the innermost array.
+    pub fn end_array(&mut self) -> &mut Self {
+        if self.codec == Codec::Json {
+            self.levels.pop();
+            self.buf.push(b']');
+        }
+        self
+    }
+
+    /// A map key; the next call writes its value.
+    pub fn key(&mut self, key: &str) -> &mut Self {
+        self.str(key);
+        if self.codec == Codec::Json {
+            self.buf.push(b':');
+            self.after_key = true;
+        }
+        self
+    }
+
+    /// A string.
+    pub fn str(&mut self, s: &str) -> &mut Self {
+        self.sep();
+        match self.codec {
+            Codec::Json => {
+                let _ = Value::String(s.into()).write(self.buf);
+            }
+            Codec::Msgpack => {
+                let _ = rmp::encode::write_str(self.buf, s);
+            }
+        }
+        self
+    }
+
+    /// An unsigned integer (smallest MessagePack form).
+    pub fn u64(&mut self, n: u64) -> &mut Self {
+        self.sep();
+        match self.codec {
+            Codec::Json => {
+                use std::io::Write;
+                let _ = write!(self.buf, "{n}");
+            }
+            Codec::Msgpack => {
+                let _ = rmp::encode::write_uint(self.buf, n);
+            }
+        }
+        self
+    }
+
+    /// A boolean.
+    pub fn bool(&mut self, b: bool) -> &mut Self {
+        self.sep();
+        match self.codec {
+            Codec::Json => self
+                .buf
+                .extend_from_slice(if b { b"true" } else { b"false" }),
+            Codec::Msgpack => {
+                let _ = rmp::encode::write_bool(self.buf, b);
+            }
+        }
+        self
+    }
+
+    /// Bytes: MessagePack `bin`, or a standard base64 string in JSON.
+    pub fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
+        match self.codec {
+            Codec::Json => {
+                let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+                self.str(&text)
+            }
+            Codec::Msgpack => {
+                self.sep();
+                let _ = rmp::encode::write_bin(self.buf, bytes);
+                self
+            }
+        }
+    }
+
+    /// An owned JSON value (room state, metadata), in this writer's codec.
+    pub fn json(&mut self, value: &serde_json::Value) -> &mut Self {
+        self.sep();
+        match self.codec {
+            Codec::Json => {
+                let _ = serde_json::to_writer(&mut *self.buf, value);
+            }
+            Codec::Msgpack => write_msgpack_json(self.buf, value),
+        }
+        self
+    }
+
+    /// Any decoded value, transcoded to this writer's codec.
+    pub fn value(&mut self, value: &Value<'_>) -> &mut Self {
+        match self.codec {
+            Codec::Json => {
+                self.sep();
+                let _ = value.write(self.buf);
+            }
+            Codec::Msgpack => write_msgpack(self.buf, value),
+        }
+        self
+    }
+}
+
+fn write_msgpack_json(buf: &mut Vec<u8>, value: &serde_json::Value) {
+    match value {
+        serde_json::Value::Null => {
+            let _ = rmp::encode::write_nil(buf);
+        }
+        serde_json::Value::Bool(b) => {
+            let _ = rmp::encode::write_bool(buf, *b);
+        }
+        serde_json::Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                let _ = rmp::encode::write_uint(buf, u);
+            } else if let Some(i) = n.as_i64() {
+                let _ = rmp::encode::write_sint(buf, i);
+            } else {
+                let _ = rmp::encode::write_f64(buf, n.as_f64().unwrap_or(0.0));
+            }
+        }
+        serde_json::Value::String(s) => {
+            let _ = rmp::encode::write_str(buf, s);
+        }
+        serde_json::Value::Array(items) => {
+            let _ = rmp::encode::write_array_len(buf, items.len() as u32);
+            for item in items {
+                write_msgpack_json(buf, item);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            let _ = rmp::encode::write_map_len(buf, map.len() as u32);
+            for (k, v) in map {
+                let _ = rmp::encode::write_str(buf, k);
+                write_msgpack_json(buf, v);
+            }
+        }
+    }
+}
+
+fn write_msgpack(buf: &mut Vec<u8>, value: &Value<'_>) {
+    match value {
+        Value::Static(StaticNode::Null) => {
+            let _ = rmp::encode::write_nil(buf);
+        }
+        Value::Static(StaticNode::Bool(b)) => {
+            let _ = rmp::encode::write_bool(buf, *b);
+        }
+        Value::Static(StaticNode::I64(i)) => {
+            let _ = rmp::encode::write_sint(buf, *i);
+        }
+        Value::Static(StaticNode::U64(u)) => {
+            let _ = rmp::encode::write_uint(buf, *u);
+        }
+        Value::Static(StaticNode::F64(f)) => {
+            let _ = rmp::encode::write_f64(buf, *f);
+        }
+        Value::String(s) => {
+            let _ = rmp::encode::write_str(buf, s);
+        }
+        Value::Array(items) => {
+            let _ = rmp::encode::write_array_len(buf, items.len() as u32);
+            for item in items.iter() {
+                write_msgpack(buf, item);
+            }
+        }
+        Value::Object(map) => {
+            let _ = rmp::encode::write_map_len(buf, map.len() as u32);
+            for (k, v) in map.iter() {
+                let _ = rmp::encode::write_str(buf, k);
+                write_msgpack(buf, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{frame, Decoder};
+
+    fn envelope(codec: Codec) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let mut data_src = br#"{"x":[1,-2,3.5,"q\"uote"],"y":null}"#.to_vec();
+        let data = simd_json::to_borrowed_value(&mut data_src).unwrap();
+        let mut w = Writer::new(codec, &mut buf);
+        w.map(3).key("v").u64(1).key("t").str("room.message");
+        w.key("p")
+            .map(3)
+            .key("type")
+            .str("chat")
+            .key("data")
+            .value(&data);
+        w.key("seq").u64(300).end_map().end_map();
+        let f = w.finish();
+        let (_, payload, _) = frame::parse(&f).unwrap();
+        payload.to_vec()
+    }
+
+    #[test]
+    fn json_output_is_valid_json() {
+        let payload = envelope(Codec::Json);
+        let parsed: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(
+            parsed,
+            serde_json::json!({"v":1,"t":"room.message","p":{"type":"chat","data":{"x":[1,-2,3.5,"q\"uote"],"y":null},"seq":300}})
+        );
+    }
+
+    #[test]
+    fn msgpack_output_decodes_to_the_same_tree() {
+        let mut payload = envelope(Codec::Msgpack);
+        let mut json = envelope(Codec::Json);
+        let mut d = Decoder::default();
+        let a = crate::codec::to_json(&d.decode(Codec::Msgpack, &mut payload).unwrap());
+        let b = crate::codec::to_json(&d.decode(Codec::Json, &mut json).unwrap());
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn msgpack_integers_use_the_smallest_form() {
+        let mut buf = Vec::new();
+        let mut w = Writer::new(Codec::Msgpack, &mut buf);
+        w.u64(5);
+        let f = w.finish();
+        let (_, payload, _) = frame::parse(&f).unwrap();
+        assert_eq!(payload, &[0x05]);
+        let mut buf = Vec::new();
+        let mut w = Writer::new(Codec::Msgpack, &mut buf);
+        w.u64(300);
+        let f = w.finish();
+        assert_eq!(frame::parse(&f).unwrap().1, &[0xcd, 0x01, 0x2c]);
+    }
+}

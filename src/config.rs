@@ -1,0 +1,235 @@
+//! The server's configuration: `huddle.toml` read with serde, every key optional.
+//! Owns parsing and validation of the file; not the CLI (main.rs) nor what the values do.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::auth::AuthMode;
+use crate::limits::Limits;
+
+/// The built-in room types, registered unless `rooms.types` says otherwise.
+pub const BUILTIN_ROOM_TYPES: [&str; 3] = ["echo_room", "counter_room", "state_room"];
+
+/// The whole configuration. `Config::default()` is what `huddle` runs with no arguments.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address every shard listens on (`SO_REUSEPORT`). Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Reactor threads, one pinned per core. 0 = the number of available cores.
+    pub shards: usize,
+    /// Pin each shard thread to a core (`core_affinity`).
+    pub pin_shards: bool,
+    /// Handshake token policy and per-project secrets.
+    pub auth: AuthConfig,
+    /// Runtime bounds.
+    pub limits: Limits,
+    /// Which messages may be dropped under backpressure.
+    pub policy: Policy,
+    /// Room types and their defaults.
+    pub rooms: RoomsConfig,
+    /// Seed for each shard's RNG (0 = from the OS). Ids and secrets come from a CSPRNG
+    /// either way; a fixed seed is for reproducing a run.
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:7777".parse().expect("literal address"),
+            shards: 0,
+            pin_shards: true,
+            auth: AuthConfig::default(),
+            limits: Limits::default(),
+            policy: Policy::default(),
+            rooms: RoomsConfig::default(),
+            seed: 0,
+        }
+    }
+}
+
+/// `[auth]`: token mode and secrets.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `required`, `optional` (default) or `disabled`.
+    pub mode: AuthMode,
+    /// project id → HMAC secret.
+    pub secrets: HashMap<String, String>,
+}
+
+/// `[policy]`: the reliable/unreliable split.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// Envelope types that are unreliable.
+    pub unreliable_types: Vec<String>,
+    /// `room.message` payload types that are unreliable.
+    pub unreliable_room_message_types: Vec<String>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            unreliable_types: ["position.update", "input.delta", "aim.update"]
+                .map(String::from)
+                .to_vec(),
+            unreliable_room_message_types: ["player.move", "player.aim"].map(String::from).to_vec(),
+        }
+    }
+}
+
+/// `[rooms]`: registered room types.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomsConfig {
+    /// Room types clients may create; each must be a built-in type.
+    pub types: Vec<String>,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        RoomsConfig {
+            types: BUILTIN_ROOM_TYPES.map(String::from).to_vec(),
+        }
+    }
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Read(String, std::io::Error),
+    /// The file is not valid TOML or has unknown keys / wrong types.
+    Parse(String, toml::de::Error),
+    /// Values that parse but cannot run together.
+    Invalid(String),
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::Read(path, e) => write!(f, "cannot read config file {path}: {e}"),
+            ConfigError::Parse(path, e) => write!(f, "config file {path} is invalid: {e}"),
+            ConfigError::Invalid(why) => write!(f, "invalid configuration: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(name.clone(), e))?;
+        let config = Config::parse(&text).map_err(|e| ConfigError::Parse(name, e))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text (no validation).
+    pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Checks values that parse but cannot run.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.limits
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.0))?;
+        if self.shards > 1024 {
+            return Err(ConfigError::Invalid("shards must be at most 1024".into()));
+        }
+        for t in &self.rooms.types {
+            if !BUILTIN_ROOM_TYPES.contains(&t.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "rooms.types: unknown room type {t:?} (built-in: {})",
+                    BUILTIN_ROOM_TYPES.join(", ")
+                )));
+            }
+        }
+        if self.auth.mode == AuthMode::Required && self.auth.secrets.is_empty() {
+            return Err(ConfigError::Invalid(
+                "auth.mode = \"required\" needs at least one entry in [auth.secrets]".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The shard count to run with: `shards`, or the available cores when 0.
+    pub fn shard_count(&self) -> usize {
+        if self.shards > 0 {
+            self.shards
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback_7777_with_optional_auth() {
+        let c = Config::default();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7777");
+        assert_eq!(c.auth.mode, AuthMode::Optional);
+        assert_eq!(c.rooms.types.len(), 3);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn every_section_parses() {
+        let c = Config::parse(
+            r#"
+listen = "0.0.0.0:9000"
+shards = 2
+[auth]
+mode = "required"
+[auth.secrets]
+demo = "s3cret"
+[limits]
+frame_bytes_max = 4096
+msgs_per_s = 10
+[policy]
+unreliable_types = ["position.update"]
+[rooms]
+types = ["echo_room"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.shards, 2);
+        assert_eq!(c.limits.frame_bytes_max, 4096);
+        assert_eq!(c.limits.msgs_burst, Limits::default().msgs_burst);
+        assert_eq!(c.auth.secrets["demo"], "s3cret");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(Config::parse("listne = \"1.2.3.4:5\"").is_err());
+        assert!(Config::parse("[limits]\nframe_bytes = 5").is_err());
+    }
+
+    #[test]
+    fn unknown_room_type_is_invalid() {
+        let c = Config::parse("[rooms]\ntypes = [\"poker_room\"]").unwrap();
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn required_auth_needs_a_secret() {
+        let c = Config::parse("[auth]\nmode = \"required\"").unwrap();
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,142 @@
+//! Ids as newtypes and a slab whose keys carry a generation, so a stale key can never
+//! reach a reused slot.
+
+use slab::Slab;
+
+/// A shard (reactor thread) index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShardId(pub u16);
+
+impl ShardId {
+    /// The index as usize.
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+/// A session on one shard: slot plus generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionKey {
+    /// Slot in the shard's session slab.
+    pub index: u32,
+    /// Generation of that slot when the key was issued.
+    pub gen: u32,
+}
+
+/// A room on its home shard: slot plus generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RoomKey {
+    /// Slot in the shard's room slab.
+    pub index: u32,
+    /// Generation of that slot when the key was issued.
+    pub gen: u32,
+}
+
+/// Keys that a [`GenSlab`] issues.
+pub trait GenKey: Copy {
+    /// Builds a key.
+    fn new(index: u32, gen: u32) -> Self;
+    /// The slot.
+    fn index(self) -> usize;
+    /// The generation.
+    fn gen(self) -> u32;
+}
+
+macro_rules! gen_key {
+    ($t:ty) => {
+        impl GenKey for $t {
+            fn new(index: u32, gen: u32) -> Self {
+                Self { index, gen }
+            }
+            fn index(self) -> usize {
+                self.index as usize
+            }
+            fn gen(self) -> u32 {
+                self.gen
+            }
+        }
+    };
+}
+gen_key!(SessionKey);
+gen_key!(RoomKey);
+
+/// A slab whose keys are checked against the slot's generation.
+pub struct GenSlab<T> {
+    slots: Slab<(u32, T)>,
+    next_gen: u32,
+}
+
+impl<T> Default for GenSlab<T> {
+    fn default() -> Self {
+        GenSlab {
+            slots: Slab::new(),
+            next_gen: 1,
+        }
+    }
+}
+
+impl<T> GenSlab<T> {
+    /// Inserts a value and returns its key.
+    pub fn insert<K: GenKey>(&mut self, value: T) -> K {
+        let gen = self.next_gen;
+        self.next_gen = self.next_gen.wrapping_add(1).max(1);
+        let index = self.slots.insert((gen, value));
+        K::new(u32::try_from(index).expect("slab index fits u32"), gen)
+    }
+
+    /// The value of a live key.
+    pub fn get<K: GenKey>(&self, key: K) -> Option<&T> {
+        match self.slots.get(key.index()) {
+            Some((gen, v)) if *gen == key.gen() => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The value of a live key, mutably.
+    pub fn get_mut<K: GenKey>(&mut self, key: K) -> Option<&mut T> {
+        match self.slots.get_mut(key.index()) {
+            Some((gen, v)) if *gen == key.gen() => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Removes a live key's value.
+    pub fn remove<K: GenKey>(&mut self, key: K) -> Option<T> {
+        self.get::<K>(key)?;
+        Some(self.slots.remove(key.index()).1)
+    }
+
+    /// Live entries.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// No live entries.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Every live key.
+    pub fn keys<K: GenKey>(&self) -> impl Iterator<Item = K> + '_ {
+        self.slots
+            .iter()
+            .map(|(i, (gen, _))| K::new(i as u32, *gen))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stale_key_cannot_reach_a_reused_slot() {
+        let mut slab = GenSlab::default();
+        let a: SessionKey = slab.insert("a");
+        slab.remove(a).unwrap();
+        let b: SessionKey = slab.insert("b");
+        assert_eq!(a.index, b.index, "slot reused");
+        assert!(slab.get(a).is_none());
+        assert!(slab.remove(a).is_none());
+        assert_eq!(slab.get(b), Some(&"b"));
+    }
+}

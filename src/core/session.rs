@@ -1,0 +1,113 @@
+//! A session: one client connection's record on its shard (phase, outbound queue, rate
+//! buckets, liveness) plus what its dialect negotiated. No socket: the reactor keeps that
+//! and refers to the session by key.
+
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use super::bucket::TokenBucket;
+use super::keys::ShardId;
+use super::outbound::Outbound;
+use super::room::Features;
+use crate::codec::Codec;
+
+/// Where a session is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Upgraded; the handshake frame must arrive before `deadline_ms`.
+    ExpectHandshake {
+        /// When the handshake times out.
+        deadline_ms: u64,
+    },
+    /// Handshaken.
+    Open,
+    /// A close frame is queued; the reactor closes the socket once it is written.
+    Closing,
+}
+
+/// A room this session is in (or is joining), wherever its home is.
+#[derive(Clone, Debug)]
+pub struct Membership {
+    /// Room id.
+    pub room_id: Arc<str>,
+    /// The room's home shard.
+    pub home: ShardId,
+    /// False while a join forwarded to another shard awaits its result.
+    pub joined: bool,
+}
+
+/// What a rooms-dialect session negotiated.
+#[derive(Clone, Debug)]
+pub struct RoomsSession {
+    /// Negotiated codec of every frame after the handshake.
+    pub codec: Codec,
+    /// Secret resume id (only its owner ever sees it).
+    pub session_id: Box<str>,
+    /// Public id other members see.
+    pub client_id: Arc<str>,
+    /// Project of the handshake.
+    pub project_id: Box<str>,
+    /// A valid token was presented.
+    pub authenticated: bool,
+    /// Features accepted.
+    pub features: Features,
+    /// Rooms joined or being joined.
+    pub memberships: SmallVec<[Membership; 4]>,
+    /// RPC ids forwarded to another shard and not yet answered.
+    pub inflight: SmallVec<[Box<str>; 2]>,
+}
+
+impl RoomsSession {
+    /// The membership of a room id.
+    pub fn membership(&self, room_id: &str) -> Option<&Membership> {
+        self.memberships.iter().find(|m| &*m.room_id == room_id)
+    }
+
+    /// Forgets a room.
+    pub fn forget(&mut self, room_id: &str) {
+        self.memberships.retain(|m| &*m.room_id != room_id);
+    }
+
+    /// Forgets an answered RPC id.
+    pub fn answered(&mut self, rid: &str) {
+        self.inflight.retain(|r| &**r != rid);
+    }
+}
+
+/// A join whose room lives on another shard, carried with the session when it moves there.
+#[derive(Clone, Debug)]
+pub struct PendingJoin {
+    /// RPC id of the join.
+    pub rid: Option<Box<str>>,
+    /// Room id.
+    pub room_id: Arc<str>,
+    /// Registered room type.
+    pub room_type: &'static str,
+    /// Creator options as JSON (used only if the join creates the room).
+    pub options: Option<serde_json::Value>,
+}
+
+/// One session.
+pub struct Session {
+    /// The reactor's handle for the connection (opaque here).
+    pub transport: usize,
+    /// Life phase.
+    pub phase: Phase,
+    /// Set once the rooms handshake succeeded.
+    pub rooms: Option<RoomsSession>,
+    /// Frames not yet written.
+    pub out: Outbound,
+    /// Messages per second.
+    pub bucket: TokenBucket,
+    /// `state.ack` / `state.resync` per second.
+    pub state_bucket: TokenBucket,
+    /// Last frame of any kind from the client.
+    pub last_rx_ms: u64,
+    /// A ping went out since the last frame from the client.
+    pub pinged: bool,
+    /// Already in the shard's dirty list this turn.
+    pub dirty: bool,
+    /// A join to run once the session has moved to the room's home shard.
+    pub pending_join: Option<PendingJoin>,
+}

@@ -1,0 +1,171 @@
+//! Plain HTTP on the WebSocket port: parsing one request head (httparse), the WebSocket
+//! upgrade answer (tungstenite's handshake checks and accept key), `/healthz`, `/metrics`
+//! and error replies. No IO: the reactor feeds bytes and writes what comes back.
+
+use tungstenite::handshake::server::create_response;
+use tungstenite::http;
+
+/// Dialects selected by path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `/rooms`, or `/` (the first frame decides; today only the rooms handshake).
+    Rooms,
+}
+
+/// What a complete request head asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request {
+    /// A valid WebSocket upgrade: the 101 answer to write, the route, and how many bytes
+    /// of the buffer the head took (the rest are WebSocket bytes).
+    Upgrade {
+        /// The 101 response bytes.
+        response: Vec<u8>,
+        /// Dialect.
+        route: Route,
+        /// Length of the request head.
+        head_len: usize,
+    },
+    /// A plain HTTP answer, then close.
+    Reply(Vec<u8>),
+}
+
+/// Parses a request head. `Ok(None)`: incomplete, read more.
+pub fn parse(buf: &[u8], metrics: impl FnOnce() -> String) -> Result<Option<Request>, Vec<u8>> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(reply(400, "Bad Request", "text/plain", b"bad request\n")),
+    };
+    let target = req.path.unwrap_or("/");
+    let path = target.split('?').next().unwrap_or("/");
+    if req.method != Some("GET") {
+        return Ok(Some(Request::Reply(reply(
+            405,
+            "Method Not Allowed",
+            "text/plain",
+            b"only GET\n",
+        ))));
+    }
+    let is_upgrade = req.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("upgrade")
+            && String::from_utf8_lossy(h.value).eq_ignore_ascii_case("websocket")
+    });
+    if !is_upgrade {
+        return Ok(Some(Request::Reply(match path {
+            "/healthz" => reply(200, "OK", "text/plain", b"ok\n"),
+            "/metrics" => reply(200, "OK", "text/plain; version=0.0.4", metrics().as_bytes()),
+            _ => reply(404, "Not Found", "text/plain", b"not found\n"),
+        })));
+    }
+    let route = match path {
+        "/rooms" | "/" => Route::Rooms,
+        _ => {
+            return Ok(Some(Request::Reply(reply(
+                404,
+                "Not Found",
+                "text/plain",
+                b"no dialect at this path\n",
+            ))))
+        }
+    };
+    let mut builder = http::Request::builder()
+        .method("GET")
+        .uri(target)
+        .version(http::Version::HTTP_11);
+    for h in req.headers.iter() {
+        builder = builder.header(h.name, h.value);
+    }
+    let request = builder
+        .body(())
+        .map_err(|_| reply(400, "Bad Request", "text/plain", b"bad request\n"))?;
+    let response = create_response(&request).map_err(|e| {
+        reply(
+            400,
+            "Bad Request",
+            "text/plain",
+            format!("{e}\n").as_bytes(),
+        )
+    })?;
+    let mut out = format!(
+        "HTTP/1.1 {} Switching Protocols\r\n",
+        response.status().as_u16()
+    )
+    .into_bytes();
+    for (name, value) in response.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(Some(Request::Upgrade {
+        response: out,
+        route,
+        head_len,
+    }))
+}
+
+/// A complete `Connection: close` response.
+pub fn reply(status: u16, text: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} {text}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UPGRADE: &[u8] = b"GET /rooms?x=1 HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nEXTRA";
+
+    #[test]
+    fn upgrade_answers_101_with_the_rfc_accept_key() {
+        let Ok(Some(Request::Upgrade {
+            response,
+            route,
+            head_len,
+        })) = parse(UPGRADE, String::new)
+        else {
+            panic!("upgrade expected")
+        };
+        let text = String::from_utf8(response).unwrap();
+        assert!(text.starts_with("HTTP/1.1 101"));
+        assert!(text.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{text}");
+        assert_eq!(route, Route::Rooms);
+        assert_eq!(&UPGRADE[head_len..], b"EXTRA");
+    }
+
+    #[test]
+    fn partial_heads_ask_for_more() {
+        assert_eq!(parse(&UPGRADE[..20], String::new), Ok(None));
+    }
+
+    #[test]
+    fn healthz_metrics_and_unknown_paths() {
+        let ok = |req: &[u8]| match parse(req, || "m 1\n".into()) {
+            Ok(Some(Request::Reply(r))) => String::from_utf8(r).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert!(ok(b"GET /healthz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
+        assert!(ok(b"GET /metrics HTTP/1.1\r\n\r\n").ends_with("m 1\n"));
+        assert!(ok(b"GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+        assert!(ok(b"POST /healthz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+    }
+
+    #[test]
+    fn bad_upgrades_get_400_or_404() {
+        let no_key = b"GET /rooms HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        assert!(matches!(parse(no_key, String::new), Err(r) if r.starts_with(b"HTTP/1.1 400")));
+        let wrong_path = b"GET /nope HTTP/1.1\r\nUpgrade: websocket\r\n\r\n";
+        assert!(
+            matches!(parse(wrong_path, String::new), Ok(Some(Request::Reply(r))) if r.starts_with(b"HTTP/1.1 404"))
+        );
+        assert!(parse(b"\x00\x01garbage\r\n\r\n", String::new).is_err());
+    }
+}

@@ -1,0 +1,665 @@
+//! One shard's reactor: the only IO in huddle. A `mio::Poll` loop that accepts on the
+//! shard's `SO_REUSEPORT` listener, speaks HTTP until the upgrade, runs tungstenite's
+//! WebSocket context over each socket, feeds complete messages to the shard core, moves
+//! sessions through the mesh, and writes each connection's frames with one vectored write
+//! per turn. Protocol decisions are the core's, not this module's.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
+use tungstenite::{Error as WsError, Message};
+
+use crate::core::outbound::IOVECS_MAX;
+use crate::core::session::Phase;
+use crate::core::{MeshMsg, Moved, SessionKey, ShardCore, ShardId};
+use crate::http;
+use crate::mesh::MeshPort;
+use crate::metrics::ShardMetrics;
+
+const LISTENER: Token = Token(usize::MAX - 1);
+/// The token of each shard's mesh waker.
+pub const WAKER: Token = Token(usize::MAX - 2);
+
+/// How long a closed connection may take to send its FIN after ours.
+const DRAIN_MS: u64 = 2_000;
+/// How long accepting pauses after EMFILE/ENFILE, so the loop does not spin.
+const ACCEPT_PAUSE_MS: u64 = 100;
+/// Mesh messages handled per turn, so one busy peer cannot starve the sockets.
+const MESH_BATCH_MAX: usize = 4_096;
+/// Read size for HTTP heads and for draining.
+const READ_CHUNK_BYTES: usize = 4_096;
+
+/// The socket and WebSocket state that travel with a moving session.
+struct MovedConn {
+    stream: TcpStream,
+    ctx: Box<WebSocketContext>,
+}
+
+enum ConnState {
+    /// Reading the HTTP request head.
+    Http { buf: Vec<u8> },
+    /// Upgraded.
+    Ws { ctx: Box<WebSocketContext> },
+    /// Writing a plain HTTP reply, then closing.
+    Reply { bytes: Vec<u8>, written: usize },
+    /// Our side is shut; reading until the client's FIN or the deadline.
+    Draining { until_ms: u64 },
+}
+
+struct Conn {
+    stream: TcpStream,
+    state: ConnState,
+    session: Option<SessionKey>,
+    opened_ms: u64,
+    /// Registered for WRITABLE too (a write would have blocked).
+    wants_write: bool,
+}
+
+/// Tungstenite's view of a socket: reads from it; its own writes (pongs, close replies)
+/// go to a buffer that the core queues in order with our frames.
+struct Io<'a> {
+    stream: &'a mut TcpStream,
+    out: &'a mut Vec<u8>,
+}
+
+impl Read for Io<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Io<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Everything a shard thread owns.
+pub struct Shard {
+    id: ShardId,
+    poll: Poll,
+    listener: TcpListener,
+    conns: Slab<Conn>,
+    core: ShardCore,
+    port: MeshPort,
+    ws_config: WebSocketConfig,
+    started: Instant,
+    shutdown: Arc<AtomicBool>,
+    total_conns: Arc<AtomicUsize>,
+    all_metrics: Arc<Vec<Arc<ShardMetrics>>>,
+    accept_paused_until: Option<u64>,
+    /// Reused buffers.
+    message: Vec<u8>,
+    tung_out: Vec<u8>,
+    dirty: Vec<SessionKey>,
+    moves: Vec<(SessionKey, ShardId)>,
+    mesh_out: Vec<(ShardId, MeshMsg)>,
+    last_sweep_ms: u64,
+}
+
+/// What a shard needs from the server to run.
+pub struct ShardParts {
+    /// This shard.
+    pub id: ShardId,
+    /// Its poll (its waker is registered in it under [`WAKER`]).
+    pub poll: Poll,
+    /// Its `SO_REUSEPORT` listener.
+    pub listener: std::net::TcpListener,
+    /// Its core.
+    pub core: ShardCore,
+    /// Its end of the mesh.
+    pub port: MeshPort,
+    /// Set on SIGINT/SIGTERM.
+    pub shutdown: Arc<AtomicBool>,
+    /// Connections on all shards.
+    pub total_conns: Arc<AtomicUsize>,
+    /// Every shard's metrics (for `/metrics`).
+    pub all_metrics: Arc<Vec<Arc<ShardMetrics>>>,
+}
+
+impl Shard {
+    /// Builds a shard from its parts.
+    pub fn new(parts: ShardParts) -> io::Result<Self> {
+        let mut listener = TcpListener::from_std(parts.listener);
+        parts
+            .poll
+            .registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let limits = &parts.core.config().limits;
+        let mut ws_config = WebSocketConfig::default();
+        ws_config.read_buffer_size = 4096;
+        ws_config.write_buffer_size = 0;
+        ws_config.max_write_buffer_size = 64 * 1024;
+        ws_config.max_message_size = Some(limits.declared_bytes_max());
+        ws_config.max_frame_size = Some(limits.declared_bytes_max());
+        Ok(Shard {
+            id: parts.id,
+            poll: parts.poll,
+            listener,
+            conns: Slab::new(),
+            core: parts.core,
+            port: parts.port,
+            ws_config,
+            started: Instant::now(),
+            shutdown: parts.shutdown,
+            total_conns: parts.total_conns,
+            all_metrics: parts.all_metrics,
+            accept_paused_until: None,
+            message: Vec::new(),
+            tung_out: Vec::new(),
+            dirty: Vec::new(),
+            moves: Vec::new(),
+            mesh_out: Vec::new(),
+            last_sweep_ms: 0,
+        })
+    }
+
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Runs until shutdown, then closes every client with 1001.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut shutdown_deadline: Option<u64> = None;
+        loop {
+            let timeout = if self.port_has_backlog() {
+                1
+            } else {
+                crate::core::TICK_MS
+            };
+            if let Err(e) = self
+                .poll
+                .poll(&mut events, Some(Duration::from_millis(timeout)))
+            {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(shard = self.id.0, "poll failed: {e}");
+                    return;
+                }
+            }
+            let now = self.now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(now),
+                    WAKER => {}
+                    Token(t) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.readable(t, now);
+                        }
+                        if event.is_writable() {
+                            self.writable(t, now);
+                        }
+                    }
+                }
+            }
+            if let Some(until) = self.accept_paused_until {
+                if now >= until {
+                    self.accept_paused_until = None;
+                    self.accept_all(now);
+                }
+            }
+            self.drain_mesh(now);
+            self.core.handle_tick(now);
+            self.core.end_turn(now);
+            if now >= self.last_sweep_ms + 1000 {
+                self.last_sweep_ms = now;
+                self.sweep(now);
+            }
+            if self.shutdown.load(Ordering::Relaxed) && shutdown_deadline.is_none() {
+                tracing::info!(
+                    shard = self.id.0,
+                    conns = self.conns.len(),
+                    "closing every client with 1001"
+                );
+                self.core.begin_shutdown();
+                shutdown_deadline = Some(now + 1_000);
+            }
+            self.after_turn(now);
+            if let Some(deadline) = shutdown_deadline {
+                let only_draining = self
+                    .conns
+                    .iter()
+                    .all(|(_, c)| matches!(c.state, ConnState::Draining { .. }));
+                if self.conns.is_empty() || only_draining || now >= deadline {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn port_has_backlog(&mut self) -> bool {
+        self.port.retry_backlog()
+    }
+
+    /// Moves, mesh sends, flushes and wakes: the end of every turn.
+    fn after_turn(&mut self, now: u64) {
+        self.core.drain_moves(&mut self.moves);
+        let moves = std::mem::take(&mut self.moves);
+        for (key, to) in &moves {
+            self.move_session(*key, *to);
+        }
+        self.moves = moves;
+        self.moves.clear();
+        self.core.drain_mesh(&mut self.mesh_out);
+        for (to, msg) in self.mesh_out.drain(..) {
+            self.port.send(to, msg);
+        }
+        self.core.drain_dirty(&mut self.dirty);
+        let dirty = std::mem::take(&mut self.dirty);
+        for key in &dirty {
+            self.flush(*key, now);
+        }
+        self.dirty = dirty;
+        self.dirty.clear();
+        self.port.wake();
+    }
+
+    fn accept_all(&mut self, now: u64) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
+        let limits = self.core.config().limits.clone();
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _addr)) => {
+                    let total = self.total_conns.load(Ordering::Relaxed);
+                    if total >= limits.conns_max || self.conns.len() >= limits.conns_per_shard_max {
+                        ShardMetrics::add(&self.core.metrics.refused, 1);
+                        let body =
+                            http::reply(503, "Service Unavailable", "text/plain", b"server full\n");
+                        let _ = stream.write(&body);
+                        let _ = stream.shutdown(Shutdown::Both);
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let entry = self.conns.vacant_entry();
+                    let token = Token(entry.key());
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut stream, token, Interest::READABLE)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    self.total_conns.fetch_add(1, Ordering::Relaxed);
+                    entry.insert(Conn {
+                        stream,
+                        state: ConnState::Http { buf: Vec::new() },
+                        session: None,
+                        opened_ms: now,
+                        wants_write: false,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if e.kind() == io::ErrorKind::Interrupted
+                        || e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) => {
+                    // EMFILE / ENFILE / ENOBUFS: pause instead of spinning on a ready listener.
+                    tracing::warn!(
+                        shard = self.id.0,
+                        "accept failed ({e}); pausing accepts for {ACCEPT_PAUSE_MS} ms"
+                    );
+                    self.accept_paused_until = Some(now + ACCEPT_PAUSE_MS);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn readable(&mut self, t: usize, now: u64) {
+        let Some(conn) = self.conns.get_mut(t) else {
+            return;
+        };
+        match conn.state {
+            ConnState::Http { .. } => self.read_http(t, now),
+            ConnState::Ws { .. } => self.read_ws(t, now),
+            ConnState::Reply { .. } => {}
+            ConnState::Draining { .. } => self.read_drain(t),
+        }
+    }
+
+    fn writable(&mut self, t: usize, now: u64) {
+        let Some(conn) = self.conns.get_mut(t) else {
+            return;
+        };
+        match (&conn.state, conn.session) {
+            (ConnState::Reply { .. }, _) => self.write_reply(t, now),
+            (ConnState::Ws { .. }, Some(key)) => self.flush(key, now),
+            _ => {}
+        }
+    }
+
+    fn read_http(&mut self, t: usize, now: u64) {
+        let all_metrics = self.all_metrics.clone();
+        let conn = &mut self.conns[t];
+        let ConnState::Http { buf } = &mut conn.state else {
+            return;
+        };
+        let mut chunk = [0u8; READ_CHUNK_BYTES];
+        loop {
+            match conn.stream.read(&mut chunk) {
+                Ok(0) => return self.remove(t, now),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.remove(t, now),
+            }
+            if buf.len() > crate::limits::HTTP_HEAD_BYTES_MAX {
+                break;
+            }
+        }
+        let parsed = http::parse(buf, || crate::metrics::render(&all_metrics));
+        match parsed {
+            Ok(None) if buf.len() > crate::limits::HTTP_HEAD_BYTES_MAX => {
+                let r = http::reply(
+                    431,
+                    "Request Header Fields Too Large",
+                    "text/plain",
+                    b"head too large\n",
+                );
+                self.start_reply(t, r, now);
+            }
+            Ok(None) => {}
+            Err(reply) => self.start_reply(t, reply, now),
+            Ok(Some(http::Request::Reply(reply))) => self.start_reply(t, reply, now),
+            Ok(Some(http::Request::Upgrade {
+                response,
+                route: _,
+                head_len,
+            })) => {
+                let rest = buf.split_off(head_len);
+                let ctx = Box::new(WebSocketContext::from_partially_read(
+                    rest,
+                    Role::Server,
+                    Some(self.ws_config),
+                ));
+                conn.state = ConnState::Ws { ctx };
+                let key = self.core.handle_open(t, now);
+                conn.session = Some(key);
+                self.core.push_raw(key, &response);
+                self.read_ws(t, now);
+            }
+        }
+    }
+
+    fn start_reply(&mut self, t: usize, bytes: Vec<u8>, now: u64) {
+        self.conns[t].state = ConnState::Reply { bytes, written: 0 };
+        self.write_reply(t, now);
+    }
+
+    fn write_reply(&mut self, t: usize, now: u64) {
+        let conn = &mut self.conns[t];
+        let ConnState::Reply { bytes, written } = &mut conn.state else {
+            return;
+        };
+        while *written < bytes.len() {
+            match conn.stream.write(&bytes[*written..]) {
+                Ok(n) => *written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let _ = self.set_write_interest(t, true);
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.remove(t, now),
+            }
+        }
+        self.start_drain(t, now);
+    }
+
+    fn read_ws(&mut self, t: usize, now: u64) {
+        loop {
+            let Some(conn) = self.conns.get_mut(t) else {
+                return;
+            };
+            let Some(key) = conn.session else { return };
+            let ConnState::Ws { ctx } = &mut conn.state else {
+                return;
+            };
+            let mut io = Io {
+                stream: &mut conn.stream,
+                out: &mut self.tung_out,
+            };
+            let result = ctx.read(&mut io);
+            if !self.tung_out.is_empty() {
+                self.core.push_raw(key, &self.tung_out);
+                self.tung_out.clear();
+            }
+            match result {
+                Ok(Message::Text(text)) => {
+                    self.message.clear();
+                    self.message.extend_from_slice(text.as_bytes());
+                    self.core.handle_message(key, &mut self.message, now);
+                }
+                Ok(Message::Binary(bytes)) => {
+                    self.message.clear();
+                    self.message.extend_from_slice(&bytes);
+                    self.core.handle_message(key, &mut self.message, now);
+                }
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {
+                    self.core.handle_activity(key, now)
+                }
+                Ok(Message::Close(_)) => {
+                    // tungstenite queued the close reply; the session ends once it is written.
+                    self.core.handle_activity(key, now);
+                    self.core.handle_peer_close(key, now);
+                    return;
+                }
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(WsError::Capacity(_)) => {
+                    return self.core.close_session(key, 1009, "message too big")
+                }
+                Err(WsError::Utf8(_)) => {
+                    return self.core.close_session(key, 1007, "invalid UTF-8")
+                }
+                Err(WsError::Protocol(_)) => {
+                    return self.core.close_session(key, 1002, "protocol error")
+                }
+                Err(_) => return self.remove(t, now),
+            }
+            match self.core.session(key) {
+                None => return,
+                Some(s) if s.phase == Phase::Closing || s.pending_join.is_some() => return,
+                Some(_) => {}
+            }
+        }
+    }
+
+    fn read_drain(&mut self, t: usize) {
+        let conn = &mut self.conns[t];
+        let mut chunk = [0u8; READ_CHUNK_BYTES];
+        loop {
+            match conn.stream.read(&mut chunk) {
+                Ok(0) => return self.remove(t, 0),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.remove(t, 0),
+            }
+        }
+    }
+
+    /// Writes a session's queued frames: one vectored write per round, until the queue is
+    /// empty or the socket would block.
+    fn flush(&mut self, key: SessionKey, now: u64) {
+        let metrics = self.core.metrics.clone();
+        let Some(session) = self.core.session_mut(key) else {
+            return;
+        };
+        let t = session.transport;
+        let Some(conn) = self.conns.get_mut(t) else {
+            return;
+        };
+        if conn.session != Some(key) {
+            return;
+        }
+        let mut blocked = false;
+        while !session.out.is_empty() {
+            let mut slices = [IoSlice::new(&[]); IOVECS_MAX];
+            let n = session.out.slices(&mut slices);
+            match conn.stream.write_vectored(&slices[..n]) {
+                Ok(0) => return self.disconnect(t, now),
+                Ok(written) => {
+                    session.out.advance(written);
+                    ShardMetrics::add(&metrics.bytes_out, written as u64);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    blocked = true;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.disconnect(t, now),
+            }
+        }
+        let closing = session.phase == Phase::Closing;
+        if blocked != self.conns[t].wants_write {
+            let _ = self.set_write_interest(t, blocked);
+        }
+        if !blocked && closing {
+            self.core.handle_disconnect(key, now);
+            self.conns[t].session = None;
+            self.start_drain(t, now);
+        }
+    }
+
+    fn set_write_interest(&mut self, t: usize, on: bool) -> io::Result<()> {
+        let conn = &mut self.conns[t];
+        let interest = if on {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        conn.wants_write = on;
+        self.poll
+            .registry()
+            .reregister(&mut conn.stream, Token(t), interest)
+    }
+
+    fn start_drain(&mut self, t: usize, now: u64) {
+        let conn = &mut self.conns[t];
+        let _ = conn.stream.shutdown(Shutdown::Write);
+        conn.state = ConnState::Draining {
+            until_ms: now + DRAIN_MS,
+        };
+        self.read_drain(t);
+    }
+
+    /// The socket failed or hit EOF: the session ends and the connection goes.
+    fn disconnect(&mut self, t: usize, now: u64) {
+        self.remove(t, now);
+    }
+
+    fn remove(&mut self, t: usize, now: u64) {
+        if !self.conns.contains(t) {
+            return;
+        }
+        let mut conn = self.conns.remove(t);
+        if let Some(key) = conn.session {
+            self.core.handle_disconnect(key, now);
+        }
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.total_conns.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Once a second: HTTP heads that never completed and drains past their deadline.
+    fn sweep(&mut self, now: u64) {
+        let handshake_ms = self.core.config().limits.handshake_ms;
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| match c.state {
+                ConnState::Http { .. } | ConnState::Reply { .. } => {
+                    now >= c.opened_ms + handshake_ms
+                }
+                ConnState::Draining { until_ms } => now >= until_ms,
+                ConnState::Ws { .. } => false,
+            })
+            .map(|(t, _)| t)
+            .collect();
+        for t in expired {
+            self.remove(t, now);
+        }
+    }
+
+    fn move_session(&mut self, key: SessionKey, to: ShardId) {
+        let Some(session) = self.core.session(key) else {
+            return;
+        };
+        let t = session.transport;
+        if !self.conns.contains(t) {
+            return;
+        }
+        let mut conn = self.conns.remove(t);
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let ConnState::Ws { ctx } = conn.state else {
+            return;
+        };
+        let Some(session) = self.core.take_session(key) else {
+            return;
+        };
+        let moved = Moved {
+            session,
+            transport: Box::new(MovedConn {
+                stream: conn.stream,
+                ctx,
+            }),
+        };
+        // The connection stays counted in total_conns: it is alive on another shard.
+        self.port.send(to, MeshMsg::Adopt(Box::new(moved)));
+    }
+
+    fn drain_mesh(&mut self, now: u64) {
+        let mut msgs = Vec::new();
+        self.port
+            .drain(MESH_BATCH_MAX, |from, msg| msgs.push((from, msg)));
+        for (from, msg) in msgs {
+            match msg {
+                MeshMsg::Adopt(moved) => self.adopt(*moved, now),
+                other => self.core.handle_mesh(from, other, now),
+            }
+        }
+    }
+
+    fn adopt(&mut self, moved: Moved, now: u64) {
+        let Ok(conn) = moved.transport.downcast::<MovedConn>() else {
+            tracing::error!(shard = self.id.0, "adopted a session without a connection");
+            return;
+        };
+        let MovedConn { mut stream, ctx } = *conn;
+        let entry = self.conns.vacant_entry();
+        let t = entry.key();
+        if self
+            .poll
+            .registry()
+            .register(&mut stream, Token(t), Interest::READABLE)
+            .is_err()
+        {
+            self.total_conns.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        entry.insert(Conn {
+            stream,
+            state: ConnState::Ws { ctx },
+            session: None,
+            opened_ms: now,
+            wants_write: false,
+        });
+        let key = self.core.handle_adopt(moved.session, t, now);
+        self.conns[t].session = Some(key);
+        // Frames may already sit in the WebSocket buffer: epoll will not report them.
+        self.read_ws(t, now);
+    }
+}
