@@ -10,3 +10,4 @@ pub mod metrics;
 pub mod reactor;
 pub mod rooms;
 pub mod server;
+pub mod sim;
