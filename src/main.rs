@@ -81,7 +81,7 @@ fn mint(cfg: &Config, project: &str, ttl: &str) -> anyhow::Result<()> {
 fn serve(cfg: Config) -> anyhow::Result<()> {
     if !cfg.listen.ip().is_loopback() && cfg.auth.mode != AuthMode::Required {
         tracing::warn!(
-            "listening on non-loopback {} with auth mode {}: anyone who can reach it can connect (set [auth] mode = \"required\")",
+            "binding non-loopback address {} with auth mode {}: anyone who can reach it can connect (set [auth] mode = \"required\")",
             cfg.listen,
             cfg.auth.mode
         );

@@ -49,7 +49,15 @@ impl Sim {
     pub fn new(shards: usize, cfg: Config) -> Sim {
         let cfg = Arc::new(cfg);
         let cores = (0..shards)
-            .map(|i| ShardCore::new(ShardId(i as u16), shards, cfg.clone(), Arc::new(ShardMetrics::default()), 1_700_000_000_000))
+            .map(|i| {
+                ShardCore::new(
+                    ShardId(i as u16),
+                    shards,
+                    cfg.clone(),
+                    Arc::new(ShardMetrics::default()),
+                    1_700_000_000_000,
+                )
+            })
             .collect();
         Sim {
             cores,
@@ -147,12 +155,15 @@ impl Sim {
                 let mut moves = Vec::new();
                 self.cores[i].drain_moves(&mut moves);
                 for (key, to) in moves {
-                    let Some(session) = self.cores[i].take_session(key) else { continue };
+                    let Some(session) = self.cores[i].take_session(key) else {
+                        continue;
+                    };
                     let moved = Moved {
                         session,
                         transport: Box::new(()),
                     };
-                    self.mesh.push_back((ShardId(i as u16), to, MeshMsg::Adopt(Box::new(moved))));
+                    self.mesh
+                        .push_back((ShardId(i as u16), to, MeshMsg::Adopt(Box::new(moved))));
                 }
                 let mut out = Vec::new();
                 self.cores[i].drain_mesh(&mut out);
@@ -188,25 +199,40 @@ impl Sim {
 
     fn collect(&mut self, shard: usize, key: SessionKey) {
         let core = &mut self.cores[shard];
-        let Some(session) = core.session_mut(key) else { return };
+        let Some(session) = core.session_mut(key) else {
+            return;
+        };
         let id = session.transport;
         let bytes = session.out.take_all();
         let closing = session.phase == Phase::Closing;
-        let Some(client) = self.clients.get_mut(&id) else { return };
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
         let mut at = 0;
         while let Some((op, payload, len)) = frame::parse(&bytes[at..]) {
             at += len;
             let received = match op {
                 0x1 | 0x2 => {
-                    let codec = if op == 0x1 { Codec::Json } else { Codec::Msgpack };
+                    let codec = if op == 0x1 {
+                        Codec::Json
+                    } else {
+                        Codec::Msgpack
+                    };
                     let mut payload = payload.to_vec();
                     let mut decoder = codec::Decoder::default();
-                    let value = decoder.decode(codec, &mut payload).expect("server frames decode");
+                    let value = decoder
+                        .decode(codec, &mut payload)
+                        .expect("server frames decode");
                     Received::Frame(codec::to_json(&value))
                 }
                 0x8 => {
-                    let code = payload.get(..2).map_or(1005, |c| u16::from_be_bytes([c[0], c[1]]));
-                    Received::Close(code, String::from_utf8_lossy(payload.get(2..).unwrap_or(&[])).into())
+                    let code = payload
+                        .get(..2)
+                        .map_or(1005, |c| u16::from_be_bytes([c[0], c[1]]));
+                    Received::Close(
+                        code,
+                        String::from_utf8_lossy(payload.get(2..).unwrap_or(&[])).into(),
+                    )
                 }
                 0x9 => Received::Ping,
                 _ => continue,
@@ -221,7 +247,12 @@ impl Sim {
 
     /// Everything a client received since the last call.
     pub fn drain(&mut self, c: ClientId) -> Vec<Received> {
-        self.clients.get_mut(&c).expect("client").inbox.drain(..).collect()
+        self.clients
+            .get_mut(&c)
+            .expect("client")
+            .inbox
+            .drain(..)
+            .collect()
     }
 
     /// Data frames a client received since the last call.
@@ -238,7 +269,9 @@ impl Sim {
     /// Removes and returns the first received frame of type `t` (others stay queued).
     pub fn recv_type(&mut self, c: ClientId, t: &str) -> Option<serde_json::Value> {
         let inbox = &mut self.clients.get_mut(&c).expect("client").inbox;
-        let i = inbox.iter().position(|r| matches!(r, Received::Frame(v) if v["t"] == t))?;
+        let i = inbox
+            .iter()
+            .position(|r| matches!(r, Received::Frame(v) if v["t"] == t))?;
         match inbox.remove(i) {
             Some(Received::Frame(v)) => Some(v),
             _ => None,

@@ -23,12 +23,18 @@ fn room_on(shard: usize, tag: &str) -> String {
 }
 
 fn join(sim: &mut Sim, c: ClientId, room: &str, room_type: &str) -> Value {
-    sim.send(c, json!({"v":1,"t":"room.join_or_create","rid":"j","room":room,"p":{"room_type":room_type}}));
+    sim.send(
+        c,
+        json!({"v":1,"t":"room.join_or_create","rid":"j","room":room,"p":{"room_type":room_type}}),
+    );
     sim.recv_type(c, "rpc.response").expect("join reply")
 }
 
 fn types(frames: &[Value]) -> Vec<String> {
-    frames.iter().map(|f| f["t"].as_str().unwrap_or("").to_string()).collect()
+    frames
+        .iter()
+        .map(|f| f["t"].as_str().unwrap_or("").to_string())
+        .collect()
 }
 
 #[test]
@@ -39,11 +45,25 @@ fn join_sequence_is_reply_then_joined_and_members_then_snapshot() {
         assert_eq!(hello["codec"], codec.name());
         sim.send(a, json!({"v":1,"t":"room.join_or_create","rid":"1","p":{"roomType":"echo_room","roomId":"r"}}));
         let frames = sim.frames(a);
-        assert_eq!(types(&frames), ["rpc.response", "room.joined", "room.members", "state.snapshot"]);
-        assert_eq!(frames[0]["p"], json!({"ok":true,"room":"r","room_type":"echo_room","client_id":hello["client_id"]}));
+        assert_eq!(
+            types(&frames),
+            [
+                "rpc.response",
+                "room.joined",
+                "room.members",
+                "state.snapshot"
+            ]
+        );
+        assert_eq!(
+            frames[0]["p"],
+            json!({"ok":true,"room":"r","room_type":"echo_room","client_id":hello["client_id"]})
+        );
         assert_eq!(frames[2]["p"]["count"], 1);
         assert_eq!(frames[3]["p"], json!({"state":{},"seq":0}));
-        assert!(frames.iter().skip(1).all(|f| f["room"] == "r"), "room frames carry envelope room");
+        assert!(
+            frames.iter().skip(1).all(|f| f["room"] == "r"),
+            "room frames carry envelope room"
+        );
     }
 }
 
@@ -86,11 +106,17 @@ fn echo_room_relays_to_all_members_sender_included_with_from() {
     join(&mut sim, b, "r", "echo_room");
     sim.frames(a);
     sim.frames(b);
-    sim.send(a, json!({"v":1,"t":"room.message","room":"r","p":{"type":"chat","data":{"n":[1,2.5,"x"]}}}));
+    sim.send(
+        a,
+        json!({"v":1,"t":"room.message","room":"r","p":{"type":"chat","data":{"n":[1,2.5,"x"]}}}),
+    );
     for c in [a, b] {
         let got = sim.frames(c);
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0], json!({"v":1,"t":"room.message","room":"r","p":{"type":"chat","data":{"n":[1,2.5,"x"]},"from":ha["client_id"]}}));
+        assert_eq!(
+            got[0],
+            json!({"v":1,"t":"room.message","room":"r","p":{"type":"chat","data":{"n":[1,2.5,"x"]},"from":ha["client_id"]}})
+        );
     }
 }
 
@@ -141,7 +167,10 @@ fn a_join_moves_the_session_to_the_rooms_home_shard() {
     assert_eq!(sim.cores[1].room(&room).unwrap().members.len(), 1);
     // and it keeps working after the move
     sim.frames(a);
-    sim.send(a, json!({"v":1,"t":"room.message","room":room,"p":{"type":"t","data":1}}));
+    sim.send(
+        a,
+        json!({"v":1,"t":"room.message","room":room,"p":{"type":"t","data":1}}),
+    );
     assert_eq!(sim.frames(a).len(), 1);
 }
 
@@ -156,7 +185,10 @@ fn two_sessions_from_different_shards_meet_in_one_room() {
     assert_eq!(sim.shard_of(b), 0);
     sim.frames(a);
     sim.frames(b);
-    sim.send(b, json!({"v":1,"t":"room.message","room":room,"p":{"type":"hi","data":"x"}}));
+    sim.send(
+        b,
+        json!({"v":1,"t":"room.message","room":room,"p":{"type":"hi","data":"x"}}),
+    );
     assert_eq!(sim.frames(a)[0]["p"]["from"], hb["client_id"]);
 }
 
@@ -171,11 +203,18 @@ fn a_session_in_rooms_on_two_shards_reaches_the_second_through_the_mesh() {
     join(&mut sim, b, &r1, "echo_room");
     let reply = join(&mut sim, a, &r1, "echo_room");
     assert_eq!(reply["p"]["ok"], true, "{reply}");
-    assert_eq!(sim.shard_of(a), 0, "a stays home: it is already in a room there");
+    assert_eq!(
+        sim.shard_of(a),
+        0,
+        "a stays home: it is already in a room there"
+    );
     sim.frames(a);
     sim.frames(b);
     // a → second room (forwarded to shard 1), relayed to b and back to a
-    sim.send(a, json!({"v":1,"t":"room.message","rid":"m","room":r1,"p":{"type":"x","data":{"k":"v"}}}));
+    sim.send(
+        a,
+        json!({"v":1,"t":"room.message","rid":"m","room":r1,"p":{"type":"x","data":{"k":"v"}}}),
+    );
     let b_got = sim.frames(b);
     assert_eq!(b_got.len(), 1);
     assert_eq!(b_got[0]["p"]["from"], ha["client_id"]);
@@ -205,8 +244,14 @@ fn room_list_covers_every_shard_and_hides_private_rooms() {
     let rooms = list["p"]["rooms"].as_array().unwrap();
     assert_eq!(rooms.len(), 2, "{list}");
     let first = rooms.iter().find(|r| r["id"] == r0.as_str()).unwrap();
-    assert_eq!(first, &json!({"id":r0,"room_type":"echo_room","members":1,"max_players":4,"metadata":{"map":"x"}}));
-    sim.send(d, json!({"v":1,"t":"room.list","rid":"L2","p":{"roomType":"counter_room"}}));
+    assert_eq!(
+        first,
+        &json!({"id":r0,"room_type":"echo_room","members":1,"max_players":4,"metadata":{"map":"x"}})
+    );
+    sim.send(
+        d,
+        json!({"v":1,"t":"room.list","rid":"L2","p":{"roomType":"counter_room"}}),
+    );
     let list = sim.recv_type(d, "rpc.response").unwrap();
     assert_eq!(list["p"]["rooms"].as_array().unwrap().len(), 1);
 }
@@ -229,10 +274,19 @@ fn counter_room_snapshot_then_patch_with_seq_one() {
     let snap = sim.recv_type(a, "state.snapshot").unwrap();
     assert_eq!(snap["p"], json!({"state":{"counter":0},"seq":0}));
     sim.frames(a);
-    sim.send(a, json!({"v":1,"t":"room.message","room":"c","p":{"type":"inc","data":{"by":3}}}));
+    sim.send(
+        a,
+        json!({"v":1,"t":"room.message","room":"c","p":{"type":"inc","data":{"by":3}}}),
+    );
     let patch = sim.recv_type(a, "state.patch").unwrap();
-    assert_eq!(patch["p"], json!({"ops":[{"op":"set","path":"/counter","value":3}],"seq":1}));
-    assert!(sim.recv_type(a, "room.message").is_some(), "counter_room also relays");
+    assert_eq!(
+        patch["p"],
+        json!({"ops":[{"op":"set","path":"/counter","value":3}],"seq":1})
+    );
+    assert!(
+        sim.recv_type(a, "room.message").is_some(),
+        "counter_room also relays"
+    );
 }
 
 #[test]
@@ -240,16 +294,25 @@ fn state_room_ops_of_one_turn_are_one_patch_flattened_for_reference_clients() {
     let mut sim = Sim::new(1, cfg());
     let (a, _) = sim.handshaken(0, Codec::Json);
     let b = sim.connect(0, Codec::Json);
-    sim.send_text(b, r#"{"v":1,"codecs":["json"],"project_id":"demo","features":["nested_ops"]}"#);
+    sim.send_text(
+        b,
+        r#"{"v":1,"codecs":["json"],"project_id":"demo","features":["nested_ops"]}"#,
+    );
     join(&mut sim, a, "s", "state_room");
     join(&mut sim, b, "s", "state_room");
     sim.frames(a);
     sim.frames(b);
     sim.send(a, json!({"v":1,"t":"room.message","room":"s","p":{"type":"state.set","data":{"path":"/p/x","value":5}}}));
     let flat = sim.recv_type(a, "state.patch").unwrap();
-    assert_eq!(flat["p"], json!({"ops":[{"op":"set","path":"/p","value":{"x":5}}],"seq":1}));
+    assert_eq!(
+        flat["p"],
+        json!({"ops":[{"op":"set","path":"/p","value":{"x":5}}],"seq":1})
+    );
     let nested = sim.recv_type(b, "state.patch").unwrap();
-    assert_eq!(nested["p"], json!({"ops":[{"op":"set","path":"/p/x","value":5}],"seq":1}));
+    assert_eq!(
+        nested["p"],
+        json!({"ops":[{"op":"set","path":"/p/x","value":5}],"seq":1})
+    );
     // a del of a missing path changes nothing: no patch, seq unchanged
     sim.send(a, json!({"v":1,"t":"room.message","room":"s","p":{"type":"state.del","data":{"path":"/nope"}}}));
     assert!(sim.recv_type(a, "state.patch").is_none());
@@ -266,7 +329,12 @@ fn unknown_type_without_rid_is_an_error_and_with_rid_an_rpc_response() {
     assert_eq!(got[0]["p"]["code"], "unknown_type");
     sim.send(a, json!({"v":1,"t":"no.such","rid":"q"}));
     let got = sim.frames(a);
-    assert_eq!(got, vec![json!({"v":1,"t":"rpc.response","rid":"q","p":{"ok":false,"error":"unknown message type \"no.such\"","code":"unknown_type"}})]);
+    assert_eq!(
+        got,
+        vec![
+            json!({"v":1,"t":"rpc.response","rid":"q","p":{"ok":false,"error":"unknown message type \"no.such\"","code":"unknown_type"}})
+        ]
+    );
 }
 
 #[test]
@@ -293,7 +361,10 @@ fn oversized_frames_are_payload_too_large_and_the_connection_stays() {
     let mut sim = Sim::new(1, c);
     let (a, _) = sim.handshaken(0, Codec::Json);
     let big = "x".repeat(2000);
-    sim.send(a, json!({"v":1,"t":"room.list","rid":"big","p":{"pad":big}}));
+    sim.send(
+        a,
+        json!({"v":1,"t":"room.list","rid":"big","p":{"pad":big}}),
+    );
     let got = sim.frames(a);
     assert_eq!(got[0]["rid"], "big");
     assert_eq!(got[0]["p"]["code"], "payload_too_large");
@@ -305,7 +376,10 @@ fn oversized_frames_are_payload_too_large_and_the_connection_stays() {
 fn messages_to_a_room_not_joined_are_not_in_room() {
     let mut sim = Sim::new(1, cfg());
     let (a, _) = sim.handshaken(0, Codec::Json);
-    sim.send(a, json!({"v":1,"t":"room.message","rid":"m","room":"zz","p":{"type":"x"}}));
+    sim.send(
+        a,
+        json!({"v":1,"t":"room.message","rid":"m","room":"zz","p":{"type":"x"}}),
+    );
     assert_eq!(sim.frames(a)[0]["p"]["code"], "not_in_room");
     sim.send(a, json!({"v":1,"t":"room.leave","rid":"l","room":"zz"}));
     assert_eq!(sim.frames(a)[0]["p"]["code"], "not_in_room");
@@ -329,8 +403,14 @@ fn rate_limit_drops_with_rate_limited_and_abuse_closes_with_1008() {
         sim.send(a, json!({"v":1,"t":"room.list"}));
     }
     let all = sim.drain(a);
-    assert!(all.iter().any(|r| matches!(r, Received::Frame(f) if f["t"] == "error" && f["p"]["code"] == "rate_limited")));
-    assert!(matches!(all.last(), Some(Received::Close(1008, _))), "{:?}", all.last());
+    assert!(all.iter().any(
+        |r| matches!(r, Received::Frame(f) if f["t"] == "error" && f["p"]["code"] == "rate_limited")
+    ));
+    assert!(
+        matches!(all.last(), Some(Received::Close(1008, _))),
+        "{:?}",
+        all.last()
+    );
     assert!(!sim.is_connected(a));
 }
 
@@ -339,15 +419,24 @@ fn handshake_failures_get_an_error_then_close_1008() {
     for (first, code) in [
         ("not json", "bad_handshake"),
         ("[1,2]", "bad_handshake"),
-        (r#"{"v":2,"codecs":["json"],"project_id":"p"}"#, "bad_handshake"),
-        (r#"{"v":1,"codecs":["cbor"],"project_id":"p"}"#, "bad_handshake"),
+        (
+            r#"{"v":2,"codecs":["json"],"project_id":"p"}"#,
+            "bad_handshake",
+        ),
+        (
+            r#"{"v":1,"codecs":["cbor"],"project_id":"p"}"#,
+            "bad_handshake",
+        ),
         (r#"{"v":1,"codecs":["json"]}"#, "bad_handshake"),
     ] {
         let mut sim = Sim::new(1, cfg());
         let a = sim.connect(0, Codec::Json);
         sim.send_text(a, first);
         let got = sim.drain(a);
-        assert!(matches!(&got[0], Received::Frame(f) if f["t"] == "error" && f["p"]["code"] == code), "{first}: {got:?}");
+        assert!(
+            matches!(&got[0], Received::Frame(f) if f["t"] == "error" && f["p"]["code"] == code),
+            "{first}: {got:?}"
+        );
         assert!(matches!(got[1], Received::Close(1008, _)), "{first}");
     }
 }
@@ -362,10 +451,19 @@ fn required_auth_refuses_missing_and_expired_tokens_and_accepts_valid_ones() {
     let expired = huddle::auth::mint_token(b"s3cret", "demo", now - 120_000, 60_000);
     let other = huddle::auth::mint_token(b"s3cret", "other", now, 60_000);
     let forged = huddle::auth::mint_token(b"wrong", "demo", now, 60_000);
-    for (token, ok) in [("", false), (expired.as_str(), false), (other.as_str(), false), (forged.as_str(), false), (good.as_str(), true)] {
+    for (token, ok) in [
+        ("", false),
+        (expired.as_str(), false),
+        (other.as_str(), false),
+        (forged.as_str(), false),
+        (good.as_str(), true),
+    ] {
         let mut sim = Sim::new(1, c.clone());
         let a = sim.connect(0, Codec::Json);
-        sim.send_text(a, &json!({"v":1,"codecs":["json"],"project_id":"demo","token":token}).to_string());
+        sim.send_text(
+            a,
+            &json!({"v":1,"codecs":["json"],"project_id":"demo","token":token}).to_string(),
+        );
         let got = sim.drain(a);
         match &got[0] {
             Received::Frame(f) if ok => {
@@ -392,7 +490,10 @@ fn handshake_timeout_is_bad_handshake_and_close_1008() {
     assert!(sim.drain(a).is_empty());
     sim.advance(200);
     let got = sim.drain(a);
-    assert!(matches!(&got[0], Received::Frame(f) if f["p"] == json!({"code":"bad_handshake","reason":"handshake timeout"})), "{got:?}");
+    assert!(
+        matches!(&got[0], Received::Frame(f) if f["p"] == json!({"code":"bad_handshake","reason":"handshake timeout"})),
+        "{got:?}"
+    );
     assert!(matches!(got[1], Received::Close(1008, _)));
 }
 
@@ -418,10 +519,18 @@ fn position_update_goes_to_the_others_not_the_sender() {
     join(&mut sim, b, "r", "echo_room");
     sim.frames(a);
     sim.frames(b);
-    sim.send(a, json!({"v":1,"t":"position.update","room":"r","p":{"x":1,"y":2}}));
+    sim.send(
+        a,
+        json!({"v":1,"t":"position.update","room":"r","p":{"x":1,"y":2}}),
+    );
     assert!(sim.frames(a).is_empty());
     let got = sim.frames(b);
-    assert_eq!(got, vec![json!({"v":1,"t":"position.update","room":"r","from":ha["client_id"],"p":{"x":1,"y":2}})]);
+    assert_eq!(
+        got,
+        vec![
+            json!({"v":1,"t":"position.update","room":"r","from":ha["client_id"],"p":{"x":1,"y":2}})
+        ]
+    );
 }
 
 #[test]
@@ -429,7 +538,10 @@ fn bytes_relay_as_data_b64_or_bin_for_bin_bytes_clients() {
     let mut sim = Sim::new(1, cfg());
     let (a, _) = sim.handshaken(0, Codec::Json);
     let b = sim.connect(0, Codec::Msgpack);
-    sim.send_text(b, r#"{"v":1,"codecs":["msgpack"],"project_id":"demo","features":["bin_bytes"]}"#);
+    sim.send_text(
+        b,
+        r#"{"v":1,"codecs":["msgpack"],"project_id":"demo","features":["bin_bytes"]}"#,
+    );
     let ok = sim.recv_type(b, "handshake.ok").unwrap();
     assert_eq!(ok["p"]["features"], json!(["bin_bytes"]));
     join(&mut sim, a, "r", "echo_room");
@@ -462,10 +574,15 @@ fn slow_consumer_gets_an_error_and_close_1008_when_reliable_frames_overflow() {
     let big = "y".repeat(1000);
     let mut overflowed = false;
     for _ in 0..200 {
-        let mut bytes = json!({"v":1,"t":"room.message","room":"r","p":{"type":"chat","data":big}}).to_string().into_bytes();
+        let mut bytes = json!({"v":1,"t":"room.message","room":"r","p":{"type":"chat","data":big}})
+            .to_string()
+            .into_bytes();
         let key = sim_key(&sim, a);
         sim.cores[0].handle_message(key, &mut bytes, sim.now);
-        if sim.cores[0].session(sim_key(&sim, b)).is_some_and(|s| s.phase == huddle::core::session::Phase::Closing) {
+        if sim.cores[0]
+            .session(sim_key(&sim, b))
+            .is_some_and(|s| s.phase == huddle::core::session::Phase::Closing)
+        {
             overflowed = true;
             break;
         }
@@ -473,7 +590,9 @@ fn slow_consumer_gets_an_error_and_close_1008_when_reliable_frames_overflow() {
     assert!(overflowed, "b's queue must overflow");
     sim.run();
     let got = sim.drain(b);
-    assert!(got.iter().any(|r| matches!(r, Received::Frame(f) if f["p"]["code"] == "slow_consumer")));
+    assert!(got
+        .iter()
+        .any(|r| matches!(r, Received::Frame(f) if f["p"]["code"] == "slow_consumer")));
     assert!(matches!(got.last(), Some(Received::Close(1008, _))));
 }
 
@@ -491,7 +610,10 @@ fn shutdown_closes_every_client_with_1001() {
     }
     sim.run();
     for c in [a, b] {
-        assert!(matches!(sim.drain(c).last(), Some(Received::Close(1001, _))));
+        assert!(matches!(
+            sim.drain(c).last(),
+            Some(Received::Close(1001, _))
+        ));
     }
 }
 
@@ -501,13 +623,22 @@ fn session_id_is_secret_and_client_id_public() {
     let (a, ha) = sim.handshaken(0, Codec::Json);
     let (b, hb) = sim.handshaken(0, Codec::Json);
     let sid = ha["session_id"].as_str().unwrap();
-    assert!(sid.len() >= 32 && sid.chars().all(|c| c.is_ascii_hexdigit()), "128 random bits");
+    assert!(
+        sid.len() >= 32 && sid.chars().all(|c| c.is_ascii_hexdigit()),
+        "128 random bits"
+    );
     assert_ne!(ha["client_id"], hb["client_id"]);
     join(&mut sim, a, "r", "echo_room");
     join(&mut sim, b, "r", "echo_room");
-    sim.send(a, json!({"v":1,"t":"room.message","room":"r","p":{"type":"x"}}));
+    sim.send(
+        a,
+        json!({"v":1,"t":"room.message","room":"r","p":{"type":"x"}}),
+    );
     let seen = serde_json::to_string(&sim.frames(b)).unwrap();
-    assert!(!seen.contains(sid), "another member never sees the session id");
+    assert!(
+        !seen.contains(sid),
+        "another member never sees the session id"
+    );
 }
 
 #[test]
@@ -524,23 +655,41 @@ fn congested_unreliable_messages_are_replaced_latest_wins_or_dropped() {
     join(&mut sim, b, "r", "echo_room");
     sim.frames(b);
     let (ka, kb) = (sim.key_of(a), sim.key_of(b));
-    let mut send = |sim: &mut Sim, p: Value| {
-        let mut bytes = json!({"v":1,"t":"room.message","room":"r","p":p}).to_string().into_bytes();
+    let send = |sim: &mut Sim, p: Value| {
+        let mut bytes = json!({"v":1,"t":"room.message","room":"r","p":p})
+            .to_string()
+            .into_bytes();
         sim.cores[0].handle_message(ka, &mut bytes, sim.now);
     };
     // Queue b past the congestion threshold with reliable traffic (nobody flushes it).
     for i in 0..3 {
-        send(&mut sim, json!({"type":"chat","data":{"i":i,"pad":"z".repeat(900)}}));
+        send(
+            &mut sim,
+            json!({"type":"chat","data":{"i":i,"pad":"z".repeat(900)}}),
+        );
     }
     let queued = sim.cores[0].session(kb).unwrap().out.len();
     // Now unreliable moves: the first one is dropped (nothing to replace), then none pile up.
     for x in 0..10 {
         send(&mut sim, json!({"type":"player.move","data":{"x":x}}));
     }
-    assert_eq!(sim.cores[0].session(kb).unwrap().out.len(), queued, "unreliable frames do not queue when congested");
-    assert!(sim.cores[0].metrics.drops(huddle::metrics::DropReason::Congested) >= 10);
+    assert_eq!(
+        sim.cores[0].session(kb).unwrap().out.len(),
+        queued,
+        "unreliable frames do not queue when congested"
+    );
+    assert!(
+        sim.cores[0]
+            .metrics
+            .drops(huddle::metrics::DropReason::Congested)
+            >= 10
+    );
     sim.run();
     let got = sim.frames(b);
-    assert_eq!(got.iter().filter(|f| f["p"]["type"] == "chat").count(), 3, "reliable frames all arrive, in order");
+    assert_eq!(
+        got.iter().filter(|f| f["p"]["type"] == "chat").count(),
+        3,
+        "reliable frames all arrive, in order"
+    );
     assert!(sim.is_connected(b));
 }

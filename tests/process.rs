@@ -1,0 +1,224 @@
+//! The `huddle` binary as an operator runs it: defaults, `token`, config errors, SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tungstenite::Message;
+
+const BIN: &str = env!("CARGO_BIN_EXE_huddle");
+
+struct Running {
+    child: Child,
+    addr: String,
+    /// stderr lines before the listening line.
+    early: Vec<String>,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(args: &[&str]) -> Running {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn huddle");
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(line) => {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap().to_string();
+                    return Running {
+                        child,
+                        addr,
+                        early: seen,
+                        stderr: rx,
+                    };
+                }
+                seen.push(line);
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("no 'listening on' line; stderr: {seen:?}")
+            }
+        }
+    }
+}
+
+fn handshake(addr: &str) -> tungstenite::WebSocket<TcpStream> {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let (mut ws, _) = tungstenite::client::client(format!("ws://{addr}/rooms"), stream).unwrap();
+    ws.send(Message::text(
+        r#"{"v":1,"codecs":["json"],"project_id":"demo"}"#,
+    ))
+    .unwrap();
+    let ok = ws.read().unwrap().into_text().unwrap();
+    assert!(ok.contains("handshake.ok"), "{ok}");
+    ws
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn no_arguments_listens_on_loopback_7777_with_optional_auth() {
+    let run = start(&[]);
+    assert_eq!(run.addr, "127.0.0.1:7777");
+    let mut ws = handshake(&run.addr);
+    ws.close(None).ok();
+}
+
+#[test]
+fn sigterm_closes_every_client_with_1001_and_exits_0() {
+    let mut run = start(&["--listen", "127.0.0.1:0", "--shards", "2"]);
+    let mut clients: Vec<_> = (0..4).map(|_| handshake(&run.addr)).collect();
+    sigterm(&run.child);
+    for ws in &mut clients {
+        let code = loop {
+            match ws.read() {
+                Ok(Message::Close(Some(frame))) => break u16::from(frame.code),
+                Ok(Message::Close(None)) => panic!("close without a code"),
+                Ok(_) => continue,
+                Err(e) => panic!("no close frame: {e}"),
+            }
+        };
+        assert_eq!(code, 1001);
+    }
+    let status = run.child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+    let logs: Vec<String> = run.stderr.try_iter().collect();
+    assert!(logs.iter().any(|l| l.contains("shutting down")), "{logs:?}");
+}
+
+#[test]
+fn token_subcommand_mints_a_token_the_server_accepts() {
+    let dir = std::env::temp_dir().join(format!("huddle-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("huddle.toml");
+    std::fs::write(
+        &config,
+        "[auth]\nmode = \"required\"\n[auth.secrets]\ndemo = \"s3cret\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "token",
+            "--project",
+            "demo",
+            "--ttl",
+            "10m",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(token.matches('.').count(), 1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    huddle::auth::verify_token(&token, b"s3cret", "demo", now).expect("valid token");
+    let run = start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let stream = TcpStream::connect(&run.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let (mut ws, _) =
+        tungstenite::client::client(format!("ws://{}/rooms", run.addr), stream).unwrap();
+    ws.send(Message::text(format!(
+        r#"{{"v":1,"codecs":["json"],"project_id":"demo","token":"{token}"}}"#
+    )))
+    .unwrap();
+    let ok = ws.read().unwrap().into_text().unwrap();
+    assert!(ok.contains(r#""authenticated":true"#), "{ok}");
+    // the same project without a secret: a clear error
+    let out = Command::new(BIN)
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "token",
+            "--project",
+            "nope",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no secret for project"));
+}
+
+#[test]
+fn a_bad_config_file_is_a_clear_error_not_a_start() {
+    let dir = std::env::temp_dir().join(format!("huddle-badcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (text, needle) in [
+        ("listne = 1", "unknown field"),
+        ("[limits]\nidle_ms = 1\nping_ms = 5", "idle_ms"),
+        ("[rooms]\ntypes = [\"poker\"]", "unknown room type"),
+    ] {
+        let config = dir.join("bad.toml");
+        std::fs::write(&config, text).unwrap();
+        let out = Command::new(BIN)
+            .args(["--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{text}: {err}");
+    }
+    let out = Command::new(BIN)
+        .args(["--config", "/nonexistent/huddle.toml"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
+}
+
+#[test]
+fn non_loopback_without_required_auth_logs_a_warning() {
+    let run = start(&["--listen", "0.0.0.0:0"]);
+    assert!(
+        run.early
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("non-loopback")),
+        "{:?}",
+        run.early
+    );
+    let quiet = start(&["--listen", "127.0.0.1:0"]);
+    assert!(!quiet.early.iter().any(|l| l.contains("non-loopback")));
+}
