@@ -31,6 +31,12 @@ pub struct Config {
     pub policy: Policy,
     /// Room types and their defaults.
     pub rooms: RoomsConfig,
+    /// State sync.
+    pub state: StateConfig,
+    /// Parked sessions and resume.
+    pub session: SessionConfig,
+    /// The matchmaker.
+    pub matchmaking: MatchmakingConfig,
     /// Seed for each shard's RNG (0 = from the OS). Ids and secrets come from a CSPRNG
     /// either way; a fixed seed is for reproducing a run.
     pub seed: u64,
@@ -46,6 +52,9 @@ impl Default for Config {
             limits: Limits::default(),
             policy: Policy::default(),
             rooms: RoomsConfig::default(),
+            state: StateConfig::default(),
+            session: SessionConfig::default(),
+            matchmaking: MatchmakingConfig::default(),
             seed: 0,
         }
     }
@@ -94,6 +103,63 @@ impl Default for RoomsConfig {
     fn default() -> Self {
         RoomsConfig {
             types: BUILTIN_ROOM_TYPES.map(String::from).to_vec(),
+        }
+    }
+}
+
+/// `[state]`: state sync.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateConfig {
+    /// A CRC-32 checksum goes on every Nth patch (to clients that asked); 0 = never.
+    pub checksum_every: u64,
+    /// Every Nth patch is sent as a snapshot instead; 0 = never.
+    pub snapshot_every: u64,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            checksum_every: 1,
+            snapshot_every: 0,
+        }
+    }
+}
+
+/// `[session]`: parking and resume.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// A dropped session waits this long for its client to resume it.
+    pub resume_ttl_ms: u64,
+    /// Resume frames (`room.reconnected`, snapshots) follow `handshake.ok` after this long.
+    pub resume_frames_delay_ms: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            resume_ttl_ms: 30_000,
+            resume_frames_delay_ms: 50,
+        }
+    }
+}
+
+/// `[matchmaking]`: tickets and reserved seats.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatchmakingConfig {
+    /// A ticket not matched within this long expires (`matchmaking.expired`).
+    pub ticket_ttl_ms: u64,
+    /// A matched room keeps its seats for the participants this long.
+    pub seat_reservation_ms: u64,
+}
+
+impl Default for MatchmakingConfig {
+    fn default() -> Self {
+        MatchmakingConfig {
+            ticket_ttl_ms: 30_000,
+            seat_reservation_ms: 15_000,
         }
     }
 }

@@ -442,19 +442,22 @@ impl Shard {
                     self.message.clear();
                     self.message.extend_from_slice(text.as_bytes());
                     self.core.handle_message(key, &mut self.message, now);
+                    self.apply_rekeys();
                 }
                 Ok(Message::Binary(bytes)) => {
                     self.message.clear();
                     self.message.extend_from_slice(&bytes);
                     self.core.handle_message(key, &mut self.message, now);
+                    self.apply_rekeys();
                 }
                 Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {
                     self.core.handle_activity(key, now)
                 }
-                Ok(Message::Close(_)) => {
+                Ok(Message::Close(frame)) => {
                     // tungstenite queued the close reply; the session ends once it is written.
+                    let code = frame.map_or(1005, |f| u16::from(f.code));
                     self.core.handle_activity(key, now);
-                    self.core.handle_peer_close(key, now);
+                    self.core.handle_peer_close(key, code, now);
                     return;
                 }
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -470,10 +473,29 @@ impl Shard {
                 }
                 Err(_) => return self.remove(t, now),
             }
+            let Some(key) = self.conns.get(t).and_then(|c| c.session) else {
+                return;
+            };
             match self.core.session(key) {
                 None => return,
-                Some(s) if s.phase == Phase::Closing || s.pending_join.is_some() => return,
+                Some(s) if s.phase == Phase::Closing || s.is_moving() => return,
                 Some(_) => {}
+            }
+        }
+    }
+
+    /// A resume handed a connection to the parked session it resumed.
+    fn apply_rekeys(&mut self) {
+        let mut rekeys = Vec::new();
+        self.core.drain_rekeys(&mut rekeys);
+        for (old, new) in rekeys {
+            let Some(t) = self.core.session(new).map(|s| s.transport) else {
+                continue;
+            };
+            if let Some(conn) = self.conns.get_mut(t) {
+                if conn.session == Some(old) {
+                    conn.session = Some(new);
+                }
             }
         }
     }

@@ -113,6 +113,7 @@ impl Sim {
         if client.connected {
             let (shard, key) = (client.shard, client.key);
             self.cores[shard].handle_message(key, &mut bytes, self.now);
+            self.apply_rekeys(shard);
         }
         self.run();
     }
@@ -195,6 +196,30 @@ impl Sim {
                 return;
             }
         }
+    }
+
+    fn apply_rekeys(&mut self, shard: usize) {
+        let mut rekeys = Vec::new();
+        self.cores[shard].drain_rekeys(&mut rekeys);
+        for (old, new) in rekeys {
+            for c in self.clients.values_mut() {
+                if c.shard == shard && c.key == old {
+                    c.key = new;
+                }
+            }
+        }
+    }
+
+    /// The client closes with a WebSocket close code (1000 = leaving for good).
+    pub fn close(&mut self, c: ClientId, code: u16) {
+        let client = self.clients.get_mut(&c).expect("client");
+        if client.connected {
+            client.connected = false;
+            let (shard, key) = (client.shard, client.key);
+            self.cores[shard].handle_peer_close(key, code, self.now);
+            self.cores[shard].handle_disconnect(key, self.now);
+        }
+        self.run();
     }
 
     fn collect(&mut self, shard: usize, key: SessionKey) {

@@ -134,13 +134,13 @@ fn leaving_tells_the_rest_and_an_empty_room_is_disposed() {
     assert_eq!(types(&got), ["room.left", "room.members"]);
     assert_eq!(got[0]["p"]["client_id"], hb["client_id"]);
     assert_eq!(got[1]["p"]["count"], 1);
-    sim.disconnect(a);
+    sim.close(a, 1000);
     assert!(sim.cores[0].room("r").is_none(), "empty room disposed");
     assert_eq!(sim.cores[0].room_count(), 0);
 }
 
 #[test]
-fn disconnect_is_a_leave_for_the_other_members() {
+fn close_1000_is_a_leave_at_once_for_the_other_members() {
     let mut sim = Sim::new(2, cfg());
     let (a, _) = sim.handshaken(0, Codec::Json);
     let (b, hb) = sim.handshaken(1, Codec::Json);
@@ -148,7 +148,7 @@ fn disconnect_is_a_leave_for_the_other_members() {
     join(&mut sim, a, &room, "echo_room");
     join(&mut sim, b, &room, "echo_room");
     sim.frames(a);
-    sim.disconnect(b);
+    sim.close(b, 1000);
     let got = sim.frames(a);
     assert_eq!(types(&got), ["room.left", "room.members"]);
     assert_eq!(got[0]["p"]["client_id"], hb["client_id"]);

@@ -112,7 +112,9 @@ fn sigterm_closes_every_client_with_1001_and_exits_0() {
     }
     let status = run.child.wait().unwrap();
     assert!(status.success(), "exit status {status}");
-    let logs: Vec<String> = run.stderr.try_iter().collect();
+    // The reader thread ends at EOF, closing the channel.
+    let logs: Vec<String> =
+        std::iter::from_fn(|| run.stderr.recv_timeout(Duration::from_secs(5)).ok()).collect();
     assert!(logs.iter().any(|l| l.contains("shutting down")), "{logs:?}");
 }
 

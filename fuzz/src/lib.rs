@@ -42,7 +42,7 @@ pub fn assert_round_trip(decoder: &mut Decoder, value: &Value<'_>) {
             Err(e) => panic!(
                 "{} output does not decode: {e}\nvalue: {want}\nbytes: {:?}",
                 codec.name(),
-                String::from_utf8_lossy(&bytes)
+                String::from_utf8_lossy(&encode(codec, value))
             ),
         };
         assert_eq!(to_json(&again), want, "{} round trip", codec.name());

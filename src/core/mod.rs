@@ -4,6 +4,7 @@
 //! tests drive it directly. Dialect rules live in their modules (`crate::rooms`).
 
 pub mod bucket;
+pub mod canon;
 pub mod keys;
 pub mod logic;
 pub mod outbound;
@@ -96,6 +97,28 @@ pub enum MeshMsg {
         /// The frame's payload.
         bytes: Box<[u8]>,
     },
+    /// A parked session's shard (`None`: no longer parked), replicated to every shard.
+    Parked {
+        /// The session's secret id.
+        session_id: Arc<str>,
+        /// Where it is parked.
+        at: Option<ShardId>,
+    },
+    /// A session on the sender dropped or came back; its room on the receiver hears it.
+    RemotePresence {
+        /// The session, on the sender.
+        from: SessionKey,
+        /// The room.
+        room_id: Arc<str>,
+        /// What happened.
+        presence: crate::rooms::resume::Presence,
+        /// The session's codec now.
+        codec: Codec,
+        /// Its features now.
+        features: room::Features,
+    },
+    /// To or from the matchmaker.
+    Matchmaking(Box<crate::rooms::matchmaking::MmMsg>),
     /// A room's listing changed (`None`: the room is gone).
     Directory {
         /// Room id.
@@ -148,6 +171,16 @@ pub struct ShardCore {
     pub(crate) unix_base_ms: u64,
     /// Project secrets for handshake tokens.
     pub(crate) secrets: crate::auth::Secrets,
+    /// Delayed resume frames: (due ms, session).
+    pub(crate) timers: Vec<(u64, SessionKey)>,
+    /// Connections whose session key changed (a resume took over a parked session).
+    pub(crate) rekeys: Vec<(SessionKey, SessionKey)>,
+    /// Parked sessions of every shard: session id → shard.
+    pub(crate) parked: HashMap<Arc<str>, ShardId>,
+    /// The matchmaker (live on `rooms::matchmaking::MATCHMAKER` only).
+    pub(crate) matchmaker: crate::rooms::matchmaking::Matchmaker,
+    /// Snapshots asked for this turn (coalesced: one per member and room).
+    pub(crate) resyncs: Vec<(RoomKey, MemberAt)>,
     /// Reused list of actions room logic asks for.
     pub(crate) actions: Vec<logic::Action>,
     last_tick_ms: u64,
@@ -194,6 +227,11 @@ impl ShardCore {
             metrics,
             unix_base_ms,
             actions: Vec::new(),
+            resyncs: Vec::new(),
+            timers: Vec::new(),
+            rekeys: Vec::new(),
+            parked: HashMap::new(),
+            matchmaker: Default::default(),
             last_tick_ms: 0,
         }
     }
@@ -223,6 +261,9 @@ impl ShardCore {
             pinged: false,
             dirty: false,
             pending_join: None,
+            pending_hello: None,
+            moved_from: None,
+            park_on_close: false,
         };
         ShardMetrics::add(&self.metrics.connections, 1);
         self.sessions.insert(session)
@@ -249,22 +290,38 @@ impl ShardCore {
     /// The connection is gone (EOF, error, or closed after our close frame): the session
     /// leaves its rooms and is removed.
     pub fn handle_disconnect(&mut self, key: SessionKey, now: u64) {
-        if self.sessions.get(key).is_none() {
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        let handshaken = s.rooms.is_some();
+        let park = handshaken
+            && (s.phase == Phase::Open || (s.phase == Phase::Closing && s.park_on_close));
+        if matches!(s.phase, Phase::Parked { .. }) {
             return;
         }
-        crate::rooms::leave_all(self, key, now);
-        if self.sessions.remove(key).is_some() {
-            ShardMetrics::sub(&self.metrics.connections, 1);
+        ShardMetrics::sub(&self.metrics.connections, 1);
+        if park {
+            crate::rooms::resume::park(self, key, now);
+        } else {
+            crate::rooms::leave_all(self, key, now);
+            crate::rooms::matchmaking::forget_ticket(self, key);
+            self.sessions.remove(key);
         }
+        self.settle(now);
     }
 
     /// The client sent a close frame (tungstenite queued the reply): the session leaves its
     /// rooms and the socket closes once the reply is written.
-    pub fn handle_peer_close(&mut self, key: SessionKey, now: u64) {
+    /// A client that closes with 1000 has left (its rooms hear at once); any other code
+    /// parks the session for a resume once the socket is gone.
+    pub fn handle_peer_close(&mut self, key: SessionKey, code: u16, now: u64) {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
-        if s.phase != Phase::Closing {
+        if s.phase == Phase::Open && code != 1000 {
+            s.phase = Phase::Closing;
+            s.park_on_close = true;
+        } else if s.phase != Phase::Closing {
             s.phase = Phase::Closing;
             self.closed.push(key);
         }
@@ -278,8 +335,10 @@ impl ShardCore {
         self.settle(self.last_tick_ms);
     }
 
-    /// Periodic work: handshake deadlines, pings, idle closes, room ticks.
+    /// Periodic work: due timers (every call), then every `TICK_MS` handshake deadlines,
+    /// pings, idle closes, parked-session expiry, tickets and room ticks.
     pub fn handle_tick(&mut self, now: u64) {
+        self.run_timers(now);
         if now < self.last_tick_ms + TICK_MS && self.last_tick_ms != 0 {
             return;
         }
@@ -294,7 +353,10 @@ impl ShardCore {
                 Phase::ExpectHandshake { deadline_ms } if now >= deadline_ms => {
                     crate::rooms::fail_handshake(self, key, "bad_handshake", "handshake timeout");
                 }
-                Phase::Closing | Phase::ExpectHandshake { .. } => {}
+                Phase::Parked { until_ms } if now >= until_ms => {
+                    crate::rooms::resume::expire(self, key, now);
+                }
+                Phase::Closing | Phase::ExpectHandshake { .. } | Phase::Parked { .. } => {}
                 Phase::Open => {
                     let quiet = now.saturating_sub(s.last_rx_ms);
                     if quiet >= limits.idle_ms {
@@ -307,12 +369,39 @@ impl ShardCore {
             }
         }
         crate::rooms::tick_rooms(self, now);
+        crate::rooms::matchmaking::tick(self, now);
         self.settle(now);
+    }
+
+    fn run_timers(&mut self, now: u64) {
+        if self.timers.is_empty() {
+            return;
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.timers)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.timers = later;
+        for (_, key) in due {
+            crate::rooms::resume::send_resume_frames(self, key, now);
+        }
+        self.settle(now);
+    }
+
+    /// The next time `handle_tick` has work due (for the reactor's poll timeout).
+    pub fn next_deadline(&self) -> u64 {
+        let tick = self.last_tick_ms + TICK_MS;
+        self.timers.iter().map(|(at, _)| *at).fold(tick, u64::min)
+    }
+
+    /// Sessions that took over another session's key (a resume), since the last call:
+    /// the connection of `old` now belongs to `new`.
+    pub fn drain_rekeys(&mut self, into: &mut Vec<(SessionKey, SessionKey)>) {
+        into.append(&mut self.rekeys);
     }
 
     /// End of a reactor turn: batched state ops become one patch per room.
     pub fn end_turn(&mut self, now: u64) {
-        crate::rooms::flush_patches(self, now);
+        crate::rooms::sync::flush_patches(self);
         self.settle(now);
     }
 
@@ -329,6 +418,14 @@ impl ShardCore {
                     }
                 }
             }
+            MeshMsg::Parked { session_id, at } => match at {
+                Some(shard) => {
+                    self.parked.insert(session_id, shard);
+                }
+                None => {
+                    self.parked.remove(&session_id);
+                }
+            },
             MeshMsg::Directory { room_id, listing } => match listing {
                 Some(l) => {
                     self.directory.insert(room_id, l);
@@ -347,22 +444,33 @@ impl ShardCore {
         session.transport = transport;
         session.dirty = false;
         let pending = session.pending_join.take();
+        let hello = session.pending_hello.take();
+        let moved_from = session.moved_from.take();
+        let has_ticket = session.rooms.as_ref().is_some_and(|r| r.ticket);
         let has_output = !session.out.is_empty();
         ShardMetrics::add(&self.metrics.connections, 1);
         let key = self.sessions.insert(session);
         if has_output {
             self.mark_dirty(key);
         }
+        if let (true, Some(old)) = (has_ticket, moved_from) {
+            crate::rooms::matchmaking::rekey(self, old, (self.id, key));
+        }
         if let Some(join) = pending {
             crate::rooms::join_here(self, room::MemberAt::Local(key), join, now);
         }
+        let key = match hello {
+            Some(hello) => crate::rooms::resume::finish_handshake(self, key, hello, now),
+            None => key,
+        };
         self.settle(now);
         key
     }
 
     /// Removes a session that is moving to another shard (its room memberships are none).
     pub fn take_session(&mut self, key: SessionKey) -> Option<Session> {
-        let s = self.sessions.remove(key)?;
+        let mut s = self.sessions.remove(key)?;
+        s.moved_from = Some((self.id, key));
         ShardMetrics::sub(&self.metrics.connections, 1);
         ShardMetrics::add(&self.metrics.moves_out, 1);
         Some(s)
@@ -453,7 +561,7 @@ impl ShardCore {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
-        if s.phase == Phase::Closing {
+        if matches!(s.phase, Phase::Closing | Phase::Parked { .. }) {
             return;
         }
         match s.out.push(frame, class, bytes_max, congested) {
@@ -527,7 +635,7 @@ impl ShardCore {
             Some(r) => std::mem::take(&mut r.members),
             None => return,
         };
-        let mut frames: [Option<Frame>; 4] = [None, None, None, None];
+        let mut frames: [Option<Frame>; 8] = Default::default();
         let mut remote: SmallVec<[RemoteBatch; 2]> = SmallVec::new();
         for m in &members {
             if Some(m.at) == skip {
@@ -616,7 +724,7 @@ pub fn by_codec_and_bin(m: &room::Member) -> usize {
     }
 }
 
-/// Encodings that differ by codec and by `nested_ops` (state patches).
-pub fn by_codec_and_nesting(m: &room::Member) -> usize {
-    m.codec.index() * 2 + usize::from(m.features.nested_ops)
+/// Encodings that differ by codec, `nested_ops` and `crc32` (state patches).
+pub fn by_codec_nesting_and_crc(m: &room::Member) -> usize {
+    m.codec.index() * 4 + usize::from(m.features.nested_ops) * 2 + usize::from(m.features.crc32)
 }

@@ -38,6 +38,8 @@ pub struct Member {
     pub codec: Codec,
     /// What it negotiated.
     pub features: Features,
+    /// The last `seq` it acknowledged.
+    pub acked_seq: u64,
 }
 
 /// Creator's options (`options` of the first `room.join_or_create`).
@@ -69,6 +71,12 @@ pub struct Room {
     pub logic: Box<dyn RoomLogic>,
     /// Ops applied this turn, sent as one patch at its end.
     pub pending_ops: Vec<super::state::Op>,
+    /// CRC-32 of the state's canonical JSON, kept per top-level key.
+    pub digest: super::canon::StateDigest,
+    /// Client ids whose seats a match reserved (until `reserved_until_ms`).
+    pub reserved: Vec<Arc<str>>,
+    /// When the reservation ends.
+    pub reserved_until_ms: u64,
 }
 
 impl Room {
@@ -80,6 +88,16 @@ impl Room {
     /// Is this session a member?
     pub fn has(&self, at: MemberAt) -> bool {
         self.members.iter().any(|m| m.at == at)
+    }
+
+    /// Seats are reserved for a match's participants right now.
+    pub fn is_reserved(&self, now: u64) -> bool {
+        !self.reserved.is_empty() && now < self.reserved_until_ms
+    }
+
+    /// The member at a session, mutably.
+    pub fn member_at_mut(&mut self, at: MemberAt) -> Option<&mut Member> {
+        self.members.iter_mut().find(|m| m.at == at)
     }
 
     /// Removes a member, returning it.

@@ -22,6 +22,11 @@ pub enum Phase {
     },
     /// Handshaken.
     Open,
+    /// The connection dropped; the session waits for a resume until `until_ms`.
+    Parked {
+        /// When the session expires and leaves its rooms.
+        until_ms: u64,
+    },
     /// A close frame is queued; the reactor closes the socket once it is written.
     Closing,
 }
@@ -56,6 +61,8 @@ pub struct RoomsSession {
     pub memberships: SmallVec<[Membership; 4]>,
     /// RPC ids forwarded to another shard and not yet answered.
     pub inflight: SmallVec<[Box<str>; 2]>,
+    /// Holds a matchmaking ticket.
+    pub ticket: bool,
 }
 
 impl RoomsSession {
@@ -88,6 +95,22 @@ pub struct PendingJoin {
     pub options: Option<serde_json::Value>,
 }
 
+/// A validated handshake, owned so it can travel with a session moving to the shard
+/// where the session it resumes is parked.
+#[derive(Clone, Debug)]
+pub struct Hello {
+    /// Negotiated codec.
+    pub codec: Codec,
+    /// Project.
+    pub project_id: Box<str>,
+    /// A valid token was presented.
+    pub authenticated: bool,
+    /// Accepted features.
+    pub features: Features,
+    /// The session id to resume.
+    pub resume: Option<Box<str>>,
+}
+
 /// One session.
 pub struct Session {
     /// The reactor's handle for the connection (opaque here).
@@ -110,4 +133,18 @@ pub struct Session {
     pub dirty: bool,
     /// A join to run once the session has moved to the room's home shard.
     pub pending_join: Option<PendingJoin>,
+    /// A handshake to finish once the session has moved to where the session it resumes
+    /// is parked.
+    pub pending_hello: Option<Hello>,
+    /// Where the session was before its last move (to re-address its matchmaking ticket).
+    pub moved_from: Option<(ShardId, super::keys::SessionKey)>,
+    /// The client closed with a code other than 1000: park instead of leaving.
+    pub park_on_close: bool,
+}
+
+impl Session {
+    /// Waiting to move to another shard.
+    pub fn is_moving(&self) -> bool {
+        self.pending_join.is_some() || self.pending_hello.is_some()
+    }
 }

@@ -254,9 +254,21 @@ pub enum Command<'v, 'a> {
     StateAck {
         /// Acked seq.
         seq: Option<i64>,
+        /// A CRC-32 the client computed (any other type — the SDK's SHA-256 text — is
+        /// `None`).
+        checksum: Option<u32>,
     },
     /// `state.resync`.
     StateResync,
+    /// `matchmaking.enqueue`.
+    Enqueue {
+        /// `room_type` / `roomType`.
+        room_type: Option<&'v str>,
+        /// Players per match (validated by the matchmaker's rules).
+        size: Option<i64>,
+    },
+    /// `matchmaking.dequeue`.
+    Dequeue,
     /// Not a type this server knows.
     Unknown,
 }
@@ -349,8 +361,25 @@ pub fn command<'v, 'a>(
         }
         "state.ack" => Command::StateAck {
             seq: env.p.and_then(|p| opt(p, "seq")).and_then(as_i64),
+            checksum: env
+                .p
+                .and_then(|p| opt(p, "checksum"))
+                .and_then(as_i64)
+                .and_then(|c| u32::try_from(c).ok()),
         },
         "state.resync" => Command::StateResync,
+        "matchmaking.enqueue" => {
+            payload_must_be_object()?;
+            let room_type = match opt_str(p, "room_type")? {
+                Some(t) => Some(t),
+                None => opt_str(p, "roomType")?,
+            };
+            Command::Enqueue {
+                room_type,
+                size: opt(p, "size").and_then(as_i64),
+            }
+        }
+        "matchmaking.dequeue" => Command::Dequeue,
         t if t == "position.update" || relay_types.iter().any(|r| r == t) => Command::Relay,
         _ => Command::Unknown,
     })

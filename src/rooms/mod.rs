@@ -5,6 +5,9 @@
 
 pub mod decode;
 pub mod encode;
+pub mod matchmaking;
+pub mod resume;
+pub mod sync;
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -14,11 +17,11 @@ use crate::codec::{self, Codec, Value};
 use crate::core::logic::{self, Action, Input, RoomCtx};
 use crate::core::outbound::Class;
 use crate::core::room::{home_shard, Member, MemberAt, Room, RoomOptions};
-use crate::core::session::{Membership, PendingJoin, Phase, RoomsSession};
-use crate::core::state::{self, Op};
+use crate::core::session::{Hello, Membership, PendingJoin, Phase, RoomsSession};
+use crate::core::state::Op;
 use crate::core::{
-    by_codec, by_codec_and_bin, by_codec_and_nesting, Listing, MeshMsg, RemoteJoin, RoomKey,
-    SessionKey, ShardCore, ShardId,
+    by_codec, by_codec_and_bin, Listing, MeshMsg, RemoteJoin, RoomKey, SessionKey, ShardCore,
+    ShardId,
 };
 use crate::metrics::DropReason;
 use decode::{Command, ErrorCode, Refusal};
@@ -104,7 +107,7 @@ pub fn handle_frame(core: &mut ShardCore, key: SessionKey, bytes: &mut [u8], now
         return;
     };
     match session.phase {
-        Phase::Closing => {}
+        Phase::Closing | Phase::Parked { .. } => {}
         Phase::ExpectHandshake { .. } => handshake(core, key, bytes, now),
         Phase::Open => envelope(core, key, bytes, now),
     }
@@ -114,45 +117,84 @@ fn handshake(core: &mut ShardCore, key: SessionKey, bytes: &mut [u8], now: u64) 
     if bytes.len() > core.cfg.limits.frame_bytes_max {
         return fail_handshake(core, key, "bad_handshake", "handshake frame too large");
     }
-    let value = match core.decoder.decode(Codec::Json, bytes) {
-        Ok(v) => v,
-        Err(_) => return fail_handshake(core, key, "bad_handshake", "handshake is not JSON"),
-    };
-    let hello = match decode::handshake(&value) {
+    let mut decoder = std::mem::take(&mut core.decoder);
+    let hello = read_hello(core, &mut decoder, bytes, now);
+    core.decoder = decoder;
+    let hello = match hello {
         Ok(h) => h,
-        Err(r) => return fail_handshake(core, key, r.code.as_str(), &r.reason),
+        Err((code, reason)) => return fail_handshake(core, key, code, &reason),
     };
-    let mode = core.cfg.auth.mode;
-    let authenticated = match auth::authenticate(
-        mode,
+    let elsewhere = hello
+        .resume
+        .as_deref()
+        .and_then(|sid| resume::parked_elsewhere(core, sid));
+    match elsewhere {
+        Some(shard) => {
+            // The session to resume is parked on another shard: move there to finish.
+            let session = core.sessions.get_mut(key).expect("live session");
+            session.pending_hello = Some(hello);
+            core.request_move(key, shard);
+        }
+        None => {
+            resume::finish_handshake(core, key, hello, now);
+        }
+    }
+}
+
+/// Decodes, validates and authenticates a handshake frame.
+fn read_hello(
+    core: &ShardCore,
+    decoder: &mut codec::Decoder,
+    bytes: &mut [u8],
+    now: u64,
+) -> Result<Hello, (&'static str, String)> {
+    let value = decoder
+        .decode(Codec::Json, bytes)
+        .map_err(|_| ("bad_handshake", "handshake is not JSON".to_string()))?;
+    let hello = decode::handshake(&value).map_err(|r| (r.code.as_str(), r.reason.to_string()))?;
+    let authenticated = auth::authenticate(
+        core.cfg.auth.mode,
         &core.secrets,
         hello.project_id,
         hello.token,
         core.unix_ms(now),
-    ) {
-        Ok(a) => a,
-        Err(e) => return fail_handshake(core, key, "unauthorized", e.reason()),
-    };
+    )
+    .map_err(|e| ("unauthorized", e.reason().to_string()))?;
+    Ok(Hello {
+        codec: hello.codec,
+        project_id: hello.project_id.into(),
+        authenticated,
+        features: hello.features,
+        resume: hello.session_id.map(Box::from),
+    })
+}
+
+/// Starts a new session on a validated handshake (`resumed:false`).
+pub(crate) fn open_session(core: &mut ShardCore, key: SessionKey, hello: Hello) {
     let session_id = core.random_hex(16);
     let client_id: Arc<str> = Arc::from(format!("c{}", core.random_hex(6)));
     let rooms = RoomsSession {
         codec: hello.codec,
         session_id: session_id.into(),
         client_id,
-        project_id: hello.project_id.into(),
-        authenticated,
+        project_id: hello.project_id,
+        authenticated: hello.authenticated,
         features: hello.features,
         memberships: Default::default(),
         inflight: Default::default(),
+        ticket: false,
     };
-    let frame = handshake_ok(core, &rooms, mode);
-    let session = core.sessions.get_mut(key).expect("live session");
+    let frame = handshake_ok(core, &rooms, false);
+    let Some(session) = core.sessions.get_mut(key) else {
+        return;
+    };
     session.rooms = Some(rooms);
     session.phase = Phase::Open;
     core.send(key, frame, Class::Reliable);
 }
 
-fn handshake_ok(core: &mut ShardCore, rs: &RoomsSession, mode: auth::AuthMode) -> codec::Frame {
+/// `handshake.ok` for a new or resumed session.
+pub(crate) fn handshake_ok(core: &mut ShardCore, rs: &RoomsSession, resumed: bool) -> codec::Frame {
     let f = rs.features;
     let accepted: Vec<&str> = [
         ("crc32", f.crc32),
@@ -164,7 +206,7 @@ fn handshake_ok(core: &mut ShardCore, rs: &RoomsSession, mode: auth::AuthMode) -
     .map(|(name, _)| *name)
     .collect();
     let len = 7 + u32::from(f.crc32) + u32::from(!accepted.is_empty());
-    let mode_text = mode.to_string();
+    let mode_text = core.cfg.auth.mode.to_string();
     encode::frame(
         rs.codec,
         &mut core.scratch,
@@ -175,7 +217,7 @@ fn handshake_ok(core: &mut ShardCore, rs: &RoomsSession, mode: auth::AuthMode) -
         |w| {
             w.key("codec").str(rs.codec.name());
             w.key("session_id").str(&rs.session_id);
-            w.key("resumed").bool(false);
+            w.key("resumed").bool(resumed);
             w.key("auth_mode").str(&mode_text);
             w.key("authenticated").bool(rs.authenticated);
             w.key("project_id").str(&rs.project_id);
@@ -297,6 +339,12 @@ fn dispatch(
         }
         Command::Leave => leave(core, key, peer, &env, now),
         Command::List { room_type } => list(core, peer, env.rid, room_type),
+        Command::Enqueue { room_type, size } => {
+            if let Err(r) = matchmaking::enqueue(core, key, room_type, size, env.rid, now) {
+                refuse(core, peer, env.rid, None, &r);
+            }
+        }
+        Command::Dequeue => matchmaking::dequeue(core, key, env.rid, now),
         Command::Unknown => {
             let r = Refusal::new(
                 ErrorCode::UnknownType,
@@ -441,13 +489,6 @@ fn join(
     }
 }
 
-/// True while a session waits to be handed to another shard (stop reading its frames).
-pub fn is_moving(core: &ShardCore, key: SessionKey) -> bool {
-    core.sessions
-        .get(key)
-        .is_some_and(|s| s.pending_join.is_some())
-}
-
 fn member_of(core: &ShardCore, at: MemberAt, remote: Option<&RemoteJoin>) -> Option<Member> {
     match (at, remote) {
         (MemberAt::Local(key), _) => {
@@ -457,6 +498,7 @@ fn member_of(core: &ShardCore, at: MemberAt, remote: Option<&RemoteJoin>) -> Opt
                 at,
                 codec: rs.codec,
                 features: rs.features,
+                acked_seq: 0,
             })
         }
         (MemberAt::Remote(..), Some(rj)) => Some(Member {
@@ -464,6 +506,7 @@ fn member_of(core: &ShardCore, at: MemberAt, remote: Option<&RemoteJoin>) -> Opt
             at,
             codec: rj.codec,
             features: rj.features,
+            acked_seq: 0,
         }),
         (MemberAt::Remote(..), None) => None,
     }
@@ -489,7 +532,7 @@ fn options_of(value: Option<&serde_json::Value>) -> RoomOptions {
     }
 }
 
-fn listing(room: &Room) -> Listing {
+pub(crate) fn listing(room: &Room) -> Listing {
     Listing {
         room_type: room.room_type,
         members: room.members.len(),
@@ -554,6 +597,10 @@ fn join_member(
             if room.is_full(core.cfg.limits.room_members_max) {
                 return refuse_join(core, Refusal::new(ErrorCode::RoomFull, "room is full"));
             }
+            if room.is_reserved(now) && !room.reserved.contains(&member.client_id) {
+                let r = Refusal::new(ErrorCode::RoomFull, "seats are reserved for a match");
+                return refuse_join(core, r);
+            }
             rk
         }
         None => create_room(core, &join, now),
@@ -608,13 +655,13 @@ fn join_member(
         encode::end(w);
     });
     broadcast_members(core, rk);
-    send_snapshot(core, rk, peer);
+    sync::send_snapshot(core, rk, at);
     run_hook(core, rk, now, |logic, ctx| logic.on_join(ctx, &client_id));
     let l = listing(core.rooms.get(rk).expect("live room"));
     core.publish_listing(&room_id, Some(l));
 }
 
-fn create_room(core: &mut ShardCore, join: &PendingJoin, now: u64) -> RoomKey {
+pub(crate) fn create_room(core: &mut ShardCore, join: &PendingJoin, now: u64) -> RoomKey {
     let (room_type, logic) = logic::builtin(join.room_type).expect("registered type");
     let room = Room {
         id: join.room_id.clone(),
@@ -625,6 +672,11 @@ fn create_room(core: &mut ShardCore, join: &PendingJoin, now: u64) -> RoomKey {
         seq: 0,
         logic,
         pending_ops: Vec::new(),
+        reserved: Vec::new(),
+        reserved_until_ms: 0,
+        digest: crate::core::canon::StateDigest::build(&serde_json::Value::Object(
+            Default::default(),
+        )),
     };
     let rk: RoomKey = core.rooms.insert(room);
     core.room_ids.insert(join.room_id.clone(), rk);
@@ -633,6 +685,7 @@ fn create_room(core: &mut ShardCore, join: &PendingJoin, now: u64) -> RoomKey {
     // State set before anyone joined is the initial state, not a patch.
     let room = core.rooms.get_mut(rk).expect("live room");
     room.pending_ops.clear();
+    room.digest = crate::core::canon::StateDigest::build(&room.state);
     core.dirty_rooms.retain(|r| *r != rk);
     rk
 }
@@ -653,25 +706,6 @@ fn broadcast_members(core: &mut ShardCore, rk: RoomKey) {
         w.key("count").u64(ids.len() as u64);
         encode::end(w);
     });
-}
-
-fn send_snapshot(core: &mut ShardCore, rk: RoomKey, peer: Peer) {
-    let Some(room) = core.rooms.get(rk) else {
-        return;
-    };
-    let frame = encode::frame(
-        peer.codec,
-        &mut core.scratch,
-        "state.snapshot",
-        None,
-        Some(&room.id),
-        2,
-        |w| {
-            w.key("state").json(&room.state);
-            w.key("seq").u64(room.seq);
-        },
-    );
-    core.send_to(peer.at, frame, Class::Reliable);
 }
 
 /// Runs a logic hook and carries out the actions it asked for (no input to relay).
@@ -761,111 +795,8 @@ fn run_actions(
                 );
                 core.send_to(at, frame, Class::Reliable);
             }
-            Action::Set { path, value } => apply_op(core, rk, Op::Set(path, value)),
-            Action::Del { path } => apply_op(core, rk, Op::Del(path)),
-        }
-    }
-}
-
-fn apply_op(core: &mut ShardCore, rk: RoomKey, op: Op) {
-    let Some(room) = core.rooms.get_mut(rk) else {
-        return;
-    };
-    if let Ok(true) = state::apply(&mut room.state, &op) {
-        room.pending_ops.push(op);
-        if !core.dirty_rooms.contains(&rk) {
-            core.dirty_rooms.push(rk);
-        }
-    }
-}
-
-/// Ops of this turn become one `state.patch` per room (seq + 1). Clients without
-/// `nested_ops` get the tick flattened to top-level keys, or a snapshot when the root
-/// itself was set.
-pub fn flush_patches(core: &mut ShardCore, _now: u64) {
-    let rooms = std::mem::take(&mut core.dirty_rooms);
-    for rk in rooms {
-        let Some(room) = core.rooms.get_mut(rk) else {
-            continue;
-        };
-        let ops = std::mem::take(&mut room.pending_ops);
-        if ops.is_empty() {
-            continue;
-        }
-        room.seq += 1;
-        let seq = room.seq;
-        let room_id = room.id.clone();
-        let root_set = ops.iter().any(|op| op.path().is_empty());
-        let mut top: Vec<String> = Vec::new();
-        for op in &ops {
-            let key = state::tokens(op.path())
-                .ok()
-                .and_then(|t| t.into_iter().next());
-            if let Some(k) = key {
-                if !top.contains(&k) {
-                    top.push(k);
-                }
-            }
-        }
-        let flat: Vec<(String, Option<serde_json::Value>)> = top
-            .into_iter()
-            .map(|k| {
-                let v = room.state.get(&k).cloned();
-                (k, v)
-            })
-            .collect();
-        let state_now = room.state.clone();
-        core.fan_out(rk, Class::Reliable, None, by_codec_and_nesting, &|w, m| {
-            if m.features.nested_ops {
-                encode::begin(w, "state.patch", None, Some(&room_id), 2);
-                w.key("ops").array(ops.len() as u32);
-                for op in &ops {
-                    write_op(
-                        w,
-                        op.path(),
-                        match op {
-                            Op::Set(_, v) => Some(v),
-                            Op::Del(_) => None,
-                        },
-                    );
-                }
-                w.end_array();
-            } else if root_set {
-                encode::begin(w, "state.snapshot", None, Some(&room_id), 2);
-                w.key("state").json(&state_now);
-            } else {
-                encode::begin(w, "state.patch", None, Some(&room_id), 2);
-                w.key("ops").array(flat.len() as u32);
-                for (k, v) in &flat {
-                    write_op(w, &format!("/{}", state::escape(k)), v.as_ref());
-                }
-                w.end_array();
-            }
-            w.key("seq").u64(seq);
-            encode::end(w);
-        });
-    }
-}
-
-fn write_op(w: &mut codec::Writer<'_>, path: &str, value: Option<&serde_json::Value>) {
-    match value {
-        Some(v) => {
-            w.map(3)
-                .key("op")
-                .str("set")
-                .key("path")
-                .str(path)
-                .key("value")
-                .json(v)
-                .end_map();
-        }
-        None => {
-            w.map(2)
-                .key("op")
-                .str("del")
-                .key("path")
-                .str(path)
-                .end_map();
+            Action::Set { path, value } => sync::apply_op(core, rk, Op::Set(path, value)),
+            Action::Del { path } => sync::apply_op(core, rk, Op::Del(path)),
         }
     }
 }
@@ -973,14 +904,14 @@ fn room_input(
             });
             ack(core, peer, env.rid, Some(&room_id));
         }
-        Command::StateAck { seq } => {
-            let room = core.rooms.get(rk).expect("live room");
-            if seq.is_some_and(|s| s > room.seq as i64) {
-                send_snapshot(core, rk, peer);
-            }
-        }
-        Command::StateResync => send_snapshot(core, rk, peer),
-        Command::Join { .. } | Command::Leave | Command::List { .. } | Command::Unknown => {}
+        Command::StateAck { seq, checksum } => sync::handle_ack(core, rk, at, seq, checksum),
+        Command::StateResync => sync::queue_resync(core, rk, at),
+        Command::Join { .. }
+        | Command::Leave
+        | Command::List { .. }
+        | Command::Enqueue { .. }
+        | Command::Dequeue
+        | Command::Unknown => {}
     }
 }
 
@@ -1058,16 +989,24 @@ fn leave_here(core: &mut ShardCore, at: MemberAt, room_id: &str, rid: Option<&st
     broadcast_members(core, rk);
     run_hook(core, rk, now, |logic, ctx| logic.on_leave(ctx, &client_id));
     let room = core.rooms.get(rk).expect("live room");
-    if room.members.is_empty() {
-        core.rooms.remove(rk);
-        core.room_ids.remove(&room_id);
-        core.dirty_rooms.retain(|r| *r != rk);
-        crate::metrics::ShardMetrics::sub(&core.metrics.rooms, 1);
-        core.publish_listing(&room_id, None);
+    if room.members.is_empty() && !room.is_reserved(now) {
+        dispose_room(core, rk);
     } else {
         let l = listing(room);
         core.publish_listing(&room_id, Some(l));
     }
+}
+
+/// Removes a room from this shard and from every shard's directory.
+fn dispose_room(core: &mut ShardCore, rk: RoomKey) {
+    let Some(room) = core.rooms.remove(rk) else {
+        return;
+    };
+    core.room_ids.remove(&room.id);
+    core.dirty_rooms.retain(|r| *r != rk);
+    core.resyncs.retain(|(r, _)| *r != rk);
+    crate::metrics::ShardMetrics::sub(&core.metrics.rooms, 1);
+    core.publish_listing(&room.id, None);
 }
 
 /// A session ends: it leaves every room, wherever the room lives.
@@ -1134,10 +1073,20 @@ fn list(core: &mut ShardCore, peer: Peer, rid: Option<&str>, room_type: Option<&
 }
 
 /// Room ticks: each room's `on_tick`.
+/// A reserved room whose reservation ended with nobody in it is disposed.
 pub fn tick_rooms(core: &mut ShardCore, now: u64) {
     let keys: Vec<RoomKey> = core.rooms.keys().collect();
     for rk in keys {
         run_hook(core, rk, now, |logic, ctx| logic.on_tick(ctx, now));
+        let Some(room) = core.rooms.get_mut(rk) else {
+            continue;
+        };
+        if !room.reserved.is_empty() && now >= room.reserved_until_ms {
+            room.reserved.clear();
+            if room.members.is_empty() {
+                dispose_room(core, rk);
+            }
+        }
     }
 }
 
@@ -1223,6 +1172,28 @@ pub fn handle_mesh(core: &mut ShardCore, from: ShardId, msg: MeshMsg, now: u64) 
             }
             core.decoder = decoder;
         }
-        MeshMsg::Adopt(_) | MeshMsg::Deliver { .. } | MeshMsg::Directory { .. } => {}
+        MeshMsg::RemotePresence {
+            from: key,
+            room_id,
+            presence,
+            codec,
+            features,
+        } => {
+            if let Some(&rk) = core.room_ids.get(&room_id) {
+                resume::remote_presence(
+                    core,
+                    rk,
+                    MemberAt::Remote(from, key),
+                    presence,
+                    codec,
+                    features,
+                );
+            }
+        }
+        MeshMsg::Matchmaking(msg) => matchmaking::handle(core, from, *msg, now),
+        MeshMsg::Adopt(_)
+        | MeshMsg::Deliver { .. }
+        | MeshMsg::Directory { .. }
+        | MeshMsg::Parked { .. } => {}
     }
 }
