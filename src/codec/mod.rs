@@ -4,6 +4,7 @@
 
 pub mod frame;
 pub mod msgpack;
+pub mod recover;
 pub mod writer;
 
 use std::borrow::Cow;

@@ -1,4 +1,4 @@
-//! Per-connection message rate: a token bucket plus a one-second abuse window.
+//! Per-connection message rate: a token bucket plus a sliding one-second abuse window.
 
 /// A token bucket refilled continuously at `per_s`, holding at most `burst` tokens.
 #[derive(Clone, Debug)]
@@ -8,9 +8,12 @@ pub struct TokenBucket {
     last_ms: u64,
     per_s: u32,
     burst: u32,
-    /// Messages received in the current one-second window (any outcome).
+    /// Messages received in the current one-second window (any outcome)...
     window_start_ms: u64,
     window_count: u32,
+    /// ...and in the window before it: the sliding count weighs it by the part of it
+    /// that is still within the last second.
+    previous_count: u32,
 }
 
 /// What the bucket says about one message.
@@ -34,6 +37,7 @@ impl TokenBucket {
             burst,
             window_start_ms: now_ms,
             window_count: 0,
+            previous_count: 0,
         }
     }
 
@@ -43,12 +47,21 @@ impl TokenBucket {
         self.last_ms = self.last_ms.max(now_ms);
         let cap = u64::from(self.burst) * 1000;
         self.milli_tokens = (self.milli_tokens + elapsed * u64::from(self.per_s)).min(cap);
-        if now_ms.saturating_sub(self.window_start_ms) >= 1000 {
-            self.window_start_ms = now_ms;
+        let since = now_ms.saturating_sub(self.window_start_ms);
+        if since >= 2000 {
+            self.window_start_ms = now_ms - now_ms.saturating_sub(self.window_start_ms) % 1000;
+            self.previous_count = 0;
+            self.window_count = 0;
+        } else if since >= 1000 {
+            self.window_start_ms += 1000;
+            self.previous_count = self.window_count;
             self.window_count = 0;
         }
         self.window_count = self.window_count.saturating_add(1);
-        if self.window_count > self.per_s.saturating_mul(abuse_factor) {
+        let into = now_ms.saturating_sub(self.window_start_ms).min(1000);
+        let sliding =
+            u64::from(self.previous_count) * (1000 - into) / 1000 + u64::from(self.window_count);
+        if sliding > u64::from(self.per_s.saturating_mul(abuse_factor)) {
             return Verdict::Abusive;
         }
         if self.milli_tokens >= 1000 {
@@ -85,7 +98,24 @@ mod tests {
         let verdicts: Vec<_> = (0..101).map(|i| b.take(i, 10)).collect();
         assert_eq!(verdicts[99], Verdict::Limited);
         assert_eq!(verdicts[100], Verdict::Abusive);
-        // a new window starts clean
-        assert_ne!(b.take(2000, 10), Verdict::Abusive);
+        // two seconds later the window is clean again
+        assert_ne!(b.take(2100, 10), Verdict::Abusive);
+    }
+
+    #[test]
+    fn bursts_either_side_of_a_window_boundary_count_together() {
+        let mut b = TokenBucket::new(1, 1, 0);
+        for _ in 0..10 {
+            assert_ne!(
+                b.take(450, 10),
+                Verdict::Abusive,
+                "10 in a second is the bound, not over it"
+            );
+        }
+        let verdicts: Vec<_> = (0..10).map(|_| b.take(1100, 10)).collect();
+        assert!(
+            verdicts.contains(&Verdict::Abusive),
+            "20 within 650 ms: {verdicts:?}"
+        );
     }
 }

@@ -89,8 +89,8 @@ pub struct PendingJoin {
     pub rid: Option<Box<str>>,
     /// Room id.
     pub room_id: Arc<str>,
-    /// Registered room type.
-    pub room_type: &'static str,
+    /// Registered room type; `None`: join whatever the room is, create an `echo_room`.
+    pub room_type: Option<&'static str>,
     /// Creator options as JSON (used only if the join creates the room).
     pub options: Option<serde_json::Value>,
 }

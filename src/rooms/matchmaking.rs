@@ -348,7 +348,7 @@ fn found_here(core: &mut ShardCore, found: MmMsg, now: u64) {
     let join = PendingJoin {
         rid: None,
         room_id: room_id.clone(),
-        room_type,
+        room_type: Some(room_type),
         options: Some(serde_json::json!({ "max_players": size })),
     };
     let rk = super::create_room(core, &join, now);

@@ -26,6 +26,21 @@ use crate::core::{
 use crate::metrics::DropReason;
 use decode::{Command, ErrorCode, Refusal};
 
+/// The room type of a join that names none (and of a room id that names none).
+pub const DEFAULT_ROOM_TYPE: &str = "echo_room";
+
+/// A room type clients may use: registered in `rooms.types` and built in.
+pub(crate) fn registered_type(core: &ShardCore, name: &str) -> Result<&'static str, Refusal> {
+    let registered = core.cfg.rooms.types.iter().any(|t| t == name);
+    match logic::builtin(name).filter(|_| registered) {
+        Some((room_type, _)) => Ok(room_type),
+        None => Err(Refusal::new(
+            ErrorCode::UnknownRoomType,
+            format!("unknown room type {name:?}"),
+        )),
+    }
+}
+
 /// Where an answer goes: the session's codec and location.
 #[derive(Clone, Copy)]
 struct Peer {
@@ -250,40 +265,34 @@ fn envelope(core: &mut ShardCore, key: SessionKey, bytes: &mut [u8], now: u64) {
         .is_some_and(|rs| rs.memberships.iter().any(|m| m.home != core.id));
     let original: Option<Box<[u8]>> = has_remote.then(|| Box::from(&*bytes));
     let mut decoder = std::mem::take(&mut core.decoder);
-    let result = decoder.decode(peer.codec, bytes);
-    let outcome = match result {
-        Err(e) => {
-            let reason = if too_large {
-                "frame too large".to_string()
-            } else {
-                e.to_string()
-            };
-            let code = if too_large {
-                ErrorCode::PayloadTooLarge
-            } else {
-                ErrorCode::BadRequest
-            };
-            if too_large {
-                core.metrics.dropped(DropReason::TooLarge);
-            }
-            refuse(core, peer, None, None, &Refusal::new(code, reason));
+    let failure = match decoder.decode(peer.codec, bytes) {
+        Ok(value) if too_large => {
+            core.metrics.dropped(DropReason::TooLarge);
+            let refusal = Refusal::new(
+                ErrorCode::PayloadTooLarge,
+                "frame over limits.frame_bytes_max",
+            );
+            refuse(core, peer, decode::rid_of(&value), None, &refusal);
             None
         }
         Ok(value) => {
-            if too_large {
-                core.metrics.dropped(DropReason::TooLarge);
-                let refusal = Refusal::new(
-                    ErrorCode::PayloadTooLarge,
-                    "frame over limits.frame_bytes_max",
-                );
-                refuse(core, peer, decode::rid_of(&value), None, &refusal);
-            } else {
-                dispatch(core, key, peer, &value, original, now);
-            }
-            Some(())
+            dispatch(core, key, peer, &value, original, now);
+            None
         }
+        Err(_) if too_large => Some(Refusal::new(
+            ErrorCode::PayloadTooLarge,
+            "frame over limits.frame_bytes_max",
+        )),
+        Err(e) => Some(Refusal::new(ErrorCode::BadRequest, e.to_string())),
     };
-    let _ = outcome;
+    if let Some(refusal) = failure {
+        if refusal.code == ErrorCode::PayloadTooLarge {
+            core.metrics.dropped(DropReason::TooLarge);
+        }
+        // Answer the RPC even so, when its id can still be read.
+        let rid = codec::recover::top_level_str(peer.codec, bytes, "rid");
+        refuse(core, peer, rid.as_deref(), None, &refusal);
+    }
     core.decoder = decoder;
 }
 
@@ -354,7 +363,8 @@ fn dispatch(
         }
         cmd => {
             let Some(room_id) = env.room else {
-                if matches!(cmd, Command::StateAck { .. }) {
+                // A late ack (the room was just left) is not worth an error, unless it is an RPC.
+                if matches!(cmd, Command::StateAck { .. }) && env.rid.is_none() {
                     return;
                 }
                 return refuse(
@@ -373,7 +383,7 @@ fn dispatch(
             let home = match rs.membership(room_id) {
                 Some(m) if m.joined => m.home,
                 _ => {
-                    if matches!(cmd, Command::StateAck { .. }) {
+                    if matches!(cmd, Command::StateAck { .. }) && env.rid.is_none() {
                         return;
                     }
                     let r = Refusal::new(ErrorCode::NotInRoom, format!("not in room {room_id:?}"));
@@ -412,18 +422,17 @@ fn join(
     options: Option<&Value<'_>>,
     now: u64,
 ) {
-    let room_type = room_type.unwrap_or("echo_room");
-    let registered = core.cfg.rooms.types.iter().any(|t| t == room_type);
-    let Some((room_type, _)) = logic::builtin(room_type).filter(|_| registered) else {
-        let r = Refusal::new(
-            ErrorCode::UnknownRoomType,
-            format!("unknown room type {room_type:?}"),
-        );
-        return refuse(core, peer, env.rid, env.room, &r);
+    // No type: join the room whatever its type, or create an echo_room.
+    let room_type = match room_type.map(|t| registered_type(core, t)).transpose() {
+        Ok(t) => t,
+        Err(r) => return refuse(core, peer, env.rid, env.room, &r),
     };
     let room_id: Arc<str> = match env.room {
         Some(r) if !r.is_empty() => Arc::from(r),
-        _ => Arc::from(format!("{room_type}:default")),
+        _ => Arc::from(format!(
+            "{}:default",
+            room_type.unwrap_or(DEFAULT_ROOM_TYPE)
+        )),
     };
     let rooms_max = core.cfg.limits.rooms_per_session_max;
     let rs = core
@@ -581,7 +590,7 @@ fn join_member(
     let rk = match core.room_ids.get(&join.room_id) {
         Some(&rk) => {
             let room = core.rooms.get(rk).expect("indexed room");
-            if room.room_type != join.room_type {
+            if join.room_type.is_some_and(|t| t != room.room_type) {
                 let r = Refusal::new(
                     ErrorCode::BadRequest,
                     format!("room exists with type {}", room.room_type),
@@ -662,7 +671,8 @@ fn join_member(
 }
 
 pub(crate) fn create_room(core: &mut ShardCore, join: &PendingJoin, now: u64) -> RoomKey {
-    let (room_type, logic) = logic::builtin(join.room_type).expect("registered type");
+    let (room_type, logic) =
+        logic::builtin(join.room_type.unwrap_or(DEFAULT_ROOM_TYPE)).expect("registered type");
     let room = Room {
         id: join.room_id.clone(),
         room_type,
@@ -904,8 +914,14 @@ fn room_input(
             });
             ack(core, peer, env.rid, Some(&room_id));
         }
-        Command::StateAck { seq, checksum } => sync::handle_ack(core, rk, at, seq, checksum),
-        Command::StateResync => sync::queue_resync(core, rk, at),
+        Command::StateAck { seq, checksum } => {
+            sync::handle_ack(core, rk, at, seq, checksum);
+            ack(core, peer, env.rid, Some(&room_id));
+        }
+        Command::StateResync => {
+            sync::queue_resync(core, rk, at);
+            ack(core, peer, env.rid, Some(&room_id));
+        }
         Command::Join { .. }
         | Command::Leave
         | Command::List { .. }
