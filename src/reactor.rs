@@ -272,9 +272,10 @@ impl Shard {
         let limits = self.core.config().limits.clone();
         loop {
             match self.listener.accept() {
-                Ok((mut stream, _addr)) => {
+                Ok((mut stream, addr)) => {
                     let total = self.total_conns.load(Ordering::Relaxed);
                     if total >= limits.conns_max || self.conns.len() >= limits.conns_per_shard_max {
+                        tracing::debug!(shard = self.id.0, %addr, total, "connection refused: at the connection cap");
                         ShardMetrics::add(&self.core.metrics.refused, 1);
                         let body =
                             http::reply(503, "Service Unavailable", "text/plain", b"server full\n");
@@ -294,6 +295,7 @@ impl Shard {
                         continue;
                     }
                     self.total_conns.fetch_add(1, Ordering::Relaxed);
+                    tracing::trace!(shard = self.id.0, %addr, "connection accepted");
                     entry.insert(Conn {
                         stream,
                         state: ConnState::Http { buf: Vec::new() },
@@ -640,6 +642,11 @@ impl Shard {
             }),
         };
         // The connection stays counted in total_conns: it is alive on another shard.
+        tracing::debug!(
+            shard = self.id.0,
+            to = to.0,
+            "session moves to its room's home shard"
+        );
         self.port.send(to, MeshMsg::Adopt(Box::new(moved)));
     }
 

@@ -224,3 +224,99 @@ fn non_loopback_without_required_auth_logs_a_warning() {
     let quiet = start(&["--listen", "127.0.0.1:0"]);
     assert!(!quiet.early.iter().any(|l| l.contains("non-loopback")));
 }
+
+fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+#[test]
+fn past_the_connection_cap_new_connections_get_http_503() {
+    let dir = std::env::temp_dir().join(format!("huddle-cap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("cap.toml");
+    std::fs::write(&config, "shards = 1\n[limits]\nconns_max = 3\n").unwrap();
+    let run = start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let _held: Vec<_> = (0..3).map(|_| handshake(&run.addr)).collect();
+    let refused = http_get(&run.addr, "/healthz").unwrap();
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    let metrics_line = {
+        drop(_held);
+        std::thread::sleep(Duration::from_millis(200));
+        http_get(&run.addr, "/metrics").unwrap()
+    };
+    assert!(
+        metrics_line.contains("huddle_connections_refused_total{shard=\"all\"} 1"),
+        "{metrics_line}"
+    );
+}
+
+#[test]
+fn out_of_file_descriptors_the_accept_loop_pauses_and_recovers() {
+    // 48 descriptors: a few for the process, the rest for connections.
+    let mut child = Command::new("prlimit")
+        .args([
+            "--nofile=48:48",
+            BIN,
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            "1",
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("prlimit (util-linux) runs the server with few descriptors");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("listening line");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let mut run = Running {
+        child,
+        addr,
+        early: Vec::new(),
+        stderr: rx,
+    };
+    // Far more connections than descriptors: the kernel queues them, accept hits EMFILE.
+    let flood: Vec<TcpStream> = (0..120)
+        .filter_map(|_| TcpStream::connect(&run.addr).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let paused = std::iter::from_fn(|| run.stderr.recv_timeout(Duration::from_millis(500)).ok())
+        .any(|l| l.contains("pausing accepts"));
+    assert!(paused, "EMFILE must pause accepting, with a log line");
+    drop(flood);
+    std::thread::sleep(Duration::from_millis(300));
+    // Descriptors are free again: the server accepts and answers.
+    let mut answered = false;
+    for _ in 0..20 {
+        if http_get(&run.addr, "/healthz").is_ok_and(|r| r.starts_with("HTTP/1.1 200")) {
+            answered = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(answered, "the server recovers once descriptors are free");
+    assert!(run.child.try_wait().unwrap().is_none(), "still running");
+}
