@@ -456,8 +456,23 @@ impl Shard {
                     self.core.handle_activity(key, now)
                 }
                 Ok(Message::Close(frame)) => {
-                    // tungstenite queued the close reply; the session ends once it is written.
+                    // tungstenite only queued the close reply: have it written out (into
+                    // our buffer, which never blocks) and queue it after our frames.
                     let code = frame.map_or(1005, |f| u16::from(f.code));
+                    if let Some(Conn {
+                        stream,
+                        state: ConnState::Ws { ctx },
+                        ..
+                    }) = self.conns.get_mut(t)
+                    {
+                        let mut io = Io {
+                            stream,
+                            out: &mut self.tung_out,
+                        };
+                        let _ = ctx.flush(&mut io);
+                    }
+                    self.core.push_raw(key, &self.tung_out);
+                    self.tung_out.clear();
                     self.core.handle_activity(key, now);
                     self.core.handle_peer_close(key, code, now);
                     return;

@@ -323,3 +323,38 @@ fn sdk_relays_stay_within_their_room_across_two_shards_in_both_codecs() {
 fn sdk_applies_state_patches_in_both_codecs() {
     run_scenario("state_patch");
 }
+
+/// Matchmaking (rooms.md "Matchmaking"): the first ticket is queued at position 1,
+/// the completing one answers `matched`; `match.found` reaches every participant
+/// (the SDK's `autoJoinMatchedRoom` relies on it) and both auto-join; the room's
+/// seats are reserved (`room_full` for outsiders, even before anyone joined);
+/// `dequeueMatchmaking` answers `removed:true` only when a ticket was held.
+#[test]
+fn sdk_match_found_reaches_every_participant_who_auto_joins_a_reserved_room_in_both_codecs() {
+    run_scenario("matchmaking");
+}
+
+/// Sessions and resume: a non-1000 close parks the session (`room.dropped`), the
+/// SDK's own reconnect resumes it (`resumed:true`, same ids, `room.reconnected`,
+/// a fresh snapshot the SDK applies); `client.close()` (no code) also parks; a
+/// close with 1000 leaves at once (`room.left`) and cannot be resumed.
+#[test]
+fn sdk_resumes_a_dropped_session_and_a_close_1000_leaves_at_once_in_both_codecs() {
+    run_scenario("resume");
+}
+
+/// State sync: members converge, patches are numbered +1 from the snapshot, no
+/// checksum unless negotiated, nested state_room ops arrive flattened to top-level
+/// `set`/`del`, a root set arrives as a snapshot, and the SDK never throws or resyncs.
+#[test]
+fn sdk_state_converges_with_top_level_patches_numbered_one_by_one_in_both_codecs() {
+    run_scenario("state_sync");
+}
+
+/// RFC 6455 §5.5.1: the server answers a client's Close frame with its own, so the
+/// SDK's socket sees a clean close with its code (1005 for `client.close()`,
+/// else the code sent) instead of 1006.
+#[test]
+fn sdk_close_frames_are_answered_by_the_server_in_both_codecs() {
+    run_scenario("close_handshake");
+}

@@ -695,16 +695,18 @@ impl ShardCore {
                 self.directory.remove(room_id);
             }
         }
+        self.post_to_others(|| MeshMsg::Directory {
+            room_id: room_id.clone(),
+            listing: listing.clone(),
+        });
+    }
+
+    /// Sends a message to every other shard (replicated directories).
+    pub(crate) fn post_to_others(&mut self, msg: impl Fn() -> MeshMsg) {
         for i in 0..self.shards {
             let to = ShardId(i as u16);
             if to != self.id {
-                self.post(
-                    to,
-                    MeshMsg::Directory {
-                        room_id: room_id.clone(),
-                        listing: listing.clone(),
-                    },
-                );
+                self.post(to, msg());
             }
         }
     }

@@ -40,6 +40,29 @@ pub fn frame(
     w.finish()
 }
 
+/// `rpc.response {ok:true, …}`: `fields` more entries written by `payload` after `ok`.
+pub fn rpc_ok(
+    codec: Codec,
+    buf: &mut Vec<u8>,
+    rid: &str,
+    room: Option<&str>,
+    fields: u32,
+    payload: impl FnOnce(&mut Writer<'_>),
+) -> Frame {
+    frame(
+        codec,
+        buf,
+        "rpc.response",
+        Some(rid),
+        room,
+        1 + fields,
+        |w| {
+            w.key("ok").bool(true);
+            payload(w);
+        },
+    )
+}
+
 /// `rpc.response {ok:false, error, code}`.
 pub fn rpc_error(
     codec: Codec,

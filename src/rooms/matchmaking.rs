@@ -250,22 +250,14 @@ pub fn handle(core: &mut ShardCore, from: ShardId, msg: MmMsg, now: u64) {
                 mm.holders.insert(at, (room_type, size));
                 let position = queue.len() as u64;
                 if let Some(rid) = rid {
-                    let frame = encode::frame(
-                        codec,
-                        &mut core.scratch,
-                        "rpc.response",
-                        Some(&rid),
-                        None,
-                        5,
-                        |w| {
-                            w.key("ok").bool(true).key("queued").bool(true);
-                            w.key("room_type")
-                                .str(room_type)
-                                .key("size")
-                                .u64(u64::from(size));
-                            w.key("position").u64(position);
-                        },
-                    );
+                    let frame = encode::rpc_ok(codec, &mut core.scratch, &rid, None, 4, |w| {
+                        w.key("queued").bool(true);
+                        w.key("room_type")
+                            .str(room_type)
+                            .key("size")
+                            .u64(u64::from(size));
+                        w.key("position").u64(position);
+                    });
                     reply(core, at, frame);
                 }
                 return;
@@ -297,17 +289,9 @@ pub fn handle(core: &mut ShardCore, from: ShardId, msg: MmMsg, now: u64) {
         } => {
             let removed = core.matchmaker.remove((from, key));
             if let Some(rid) = rid {
-                let frame = encode::frame(
-                    codec,
-                    &mut core.scratch,
-                    "rpc.response",
-                    Some(&rid),
-                    None,
-                    2,
-                    |w| {
-                        w.key("ok").bool(true).key("removed").bool(removed);
-                    },
-                );
+                let frame = encode::rpc_ok(codec, &mut core.scratch, &rid, None, 1, |w| {
+                    w.key("removed").bool(removed);
+                });
                 reply(core, (from, key), frame);
             }
         }
@@ -364,22 +348,10 @@ fn found_here(core: &mut ShardCore, found: MmMsg, now: u64) {
     for (i, p) in participants.iter().enumerate() {
         if i == last {
             if let Some(rid) = &completer {
-                let frame = encode::frame(
-                    p.codec,
-                    &mut core.scratch,
-                    "rpc.response",
-                    Some(rid),
-                    Some(&room_id),
-                    3,
-                    |w| {
-                        w.key("ok")
-                            .bool(true)
-                            .key("matched")
-                            .bool(true)
-                            .key("room")
-                            .str(&room_id);
-                    },
-                );
+                let frame =
+                    encode::rpc_ok(p.codec, &mut core.scratch, rid, Some(&room_id), 2, |w| {
+                        w.key("matched").bool(true).key("room").str(&room_id);
+                    });
                 reply(core, p.at, frame);
             }
         }

@@ -101,17 +101,7 @@ fn refuse(
 /// `rpc.response {ok:true}` with no other fields.
 fn ack(core: &mut ShardCore, peer: Peer, rid: Option<&str>, room: Option<&str>) {
     if let Some(rid) = rid {
-        let frame = encode::frame(
-            peer.codec,
-            &mut core.scratch,
-            "rpc.response",
-            Some(rid),
-            room,
-            1,
-            |w| {
-                w.key("ok").bool(true);
-            },
-        );
+        let frame = encode::rpc_ok(peer.codec, &mut core.scratch, rid, room, 0, |_| {});
         core.send_to(peer.at, frame, Class::Reliable);
     }
 }
@@ -642,20 +632,11 @@ fn join_member(
     let room_type = room.room_type;
     let room_id = room.id.clone();
     if let Some(rid) = rid {
-        let frame = encode::frame(
-            peer.codec,
-            &mut core.scratch,
-            "rpc.response",
-            Some(rid),
-            Some(&room_id),
-            4,
-            |w| {
-                w.key("ok").bool(true);
-                w.key("room").str(&room_id);
-                w.key("room_type").str(room_type);
-                w.key("client_id").str(&client_id);
-            },
-        );
+        let frame = encode::rpc_ok(peer.codec, &mut core.scratch, rid, Some(&room_id), 3, |w| {
+            w.key("room").str(&room_id);
+            w.key("room_type").str(room_type);
+            w.key("client_id").str(&client_id);
+        });
         core.send_to(at, frame, Class::Reliable);
     }
     core.fan_out(rk, Class::Reliable, None, by_codec, &|w, _| {
@@ -1055,35 +1036,26 @@ fn list(core: &mut ShardCore, peer: Peer, rid: Option<&str>, room_type: Option<&
         .filter(|(_, l)| !l.private && room_type.is_none_or(|t| t == l.room_type))
         .collect();
     let mut buf = std::mem::take(&mut core.scratch);
-    let frame = encode::frame(
-        peer.codec,
-        &mut buf,
-        "rpc.response",
-        Some(rid),
-        None,
-        2,
-        |w| {
-            w.key("ok").bool(true);
-            w.key("rooms").array(rooms.len() as u32);
-            for (id, l) in &rooms {
-                let len = 3 + u32::from(l.max_players.is_some()) + u32::from(l.metadata.is_some());
-                w.map(len)
-                    .key("id")
-                    .str(id)
-                    .key("room_type")
-                    .str(l.room_type);
-                w.key("members").u64(l.members as u64);
-                if let Some(m) = l.max_players {
-                    w.key("max_players").u64(u64::from(m));
-                }
-                if let Some(meta) = &l.metadata {
-                    w.key("metadata").json(meta);
-                }
-                w.end_map();
+    let frame = encode::rpc_ok(peer.codec, &mut buf, rid, None, 1, |w| {
+        w.key("rooms").array(rooms.len() as u32);
+        for (id, l) in &rooms {
+            let len = 3 + u32::from(l.max_players.is_some()) + u32::from(l.metadata.is_some());
+            w.map(len)
+                .key("id")
+                .str(id)
+                .key("room_type")
+                .str(l.room_type);
+            w.key("members").u64(l.members as u64);
+            if let Some(m) = l.max_players {
+                w.key("max_players").u64(u64::from(m));
             }
-            w.end_array();
-        },
-    );
+            if let Some(meta) = &l.metadata {
+                w.key("metadata").json(meta);
+            }
+            w.end_map();
+        }
+        w.end_array();
+    });
     core.scratch = buf;
     core.send_to(peer.at, frame, Class::Reliable);
 }

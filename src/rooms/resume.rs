@@ -40,18 +40,10 @@ fn publish_parked(core: &mut ShardCore, session_id: &Arc<str>, at: Option<ShardI
             core.parked.remove(session_id);
         }
     }
-    for i in 0..core.shards {
-        let to = ShardId(i as u16);
-        if to != core.id {
-            core.post(
-                to,
-                MeshMsg::Parked {
-                    session_id: session_id.clone(),
-                    at,
-                },
-            );
-        }
-    }
+    core.post_to_others(|| MeshMsg::Parked {
+        session_id: session_id.clone(),
+        at,
+    });
 }
 
 /// The connection dropped: keep the session (and its room seats) for a resume.
