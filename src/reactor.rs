@@ -60,6 +60,8 @@ struct Conn {
     opened_ms: u64,
     /// Registered for WRITABLE too (a write would have blocked).
     wants_write: bool,
+    /// When a sweep first saw the session closing with its close frame unwritten.
+    closing_since_ms: Option<u64>,
 }
 
 /// Tungstenite's view of a socket: reads from it; its own writes (pongs, close replies)
@@ -302,6 +304,7 @@ impl Shard {
                         session: None,
                         opened_ms: now,
                         wants_write: false,
+                        closing_since_ms: None,
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -613,21 +616,32 @@ impl Shard {
         self.total_conns.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Once a second: HTTP heads that never completed and drains past their deadline.
+    /// Once a second: HTTP heads that never completed, drains past their deadline, and
+    /// closing connections whose peer stopped reading.
     fn sweep(&mut self, now: u64) {
         let handshake_ms = self.core.config().limits.handshake_ms;
-        let expired: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| match c.state {
+        let core = &self.core;
+        let mut expired = Vec::new();
+        for (t, c) in self.conns.iter_mut() {
+            let gone = match c.state {
                 ConnState::Http { .. } | ConnState::Reply { .. } => {
                     now >= c.opened_ms + handshake_ms
                 }
                 ConnState::Draining { until_ms } => now >= until_ms,
-                ConnState::Ws { .. } => false,
-            })
-            .map(|(t, _)| t)
-            .collect();
+                ConnState::Ws { .. } => {
+                    // A closing connection whose peer stopped reading never gets its close
+                    // frame out: give it DRAIN_MS, then drop it.
+                    let closing = c
+                        .session
+                        .and_then(|k| core.session(k))
+                        .is_some_and(|s| s.phase == Phase::Closing);
+                    closing && now >= *c.closing_since_ms.get_or_insert(now) + DRAIN_MS
+                }
+            };
+            if gone {
+                expired.push(t);
+            }
+        }
         for t in expired {
             self.remove(t, now);
         }
@@ -700,6 +714,7 @@ impl Shard {
             session: None,
             opened_ms: now,
             wants_write: false,
+            closing_since_ms: None,
         });
         let key = self.core.handle_adopt(moved.session, t, now);
         self.conns[t].session = Some(key);

@@ -177,6 +177,8 @@ pub struct ShardCore {
     pub(crate) rekeys: Vec<(SessionKey, SessionKey)>,
     /// Parked sessions of every shard: session id → shard.
     pub(crate) parked: HashMap<Arc<str>, ShardId>,
+    /// Sessions parked on this shard: session id → key.
+    pub(crate) parked_here: HashMap<Arc<str>, SessionKey>,
     /// The matchmaker (live on `rooms::matchmaking::MATCHMAKER` only).
     pub(crate) matchmaker: crate::rooms::matchmaking::Matchmaker,
     /// Snapshots asked for this turn (coalesced: one per member and room).
@@ -231,6 +233,7 @@ impl ShardCore {
             timers: Vec::new(),
             rekeys: Vec::new(),
             parked: HashMap::new(),
+            parked_here: HashMap::new(),
             matchmaker: Default::default(),
             last_tick_ms: 0,
         }

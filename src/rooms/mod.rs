@@ -385,7 +385,7 @@ fn dispatch(
                     let r = Refusal::new(ErrorCode::RoomNotFound, "room is gone");
                     return refuse(core, peer, env.rid, Some(room_id), &r);
                 };
-                room_input(core, rk, peer.at, &env, cmd, now);
+                room_input(core, rk, peer, &env, cmd, now);
             } else {
                 let bytes = original.unwrap_or_default();
                 let room_id: Arc<str> = Arc::from(room_id);
@@ -803,20 +803,22 @@ fn unreliable_key(client_id: &str, msg_type: &str) -> u64 {
 fn room_input(
     core: &mut ShardCore,
     rk: RoomKey,
-    at: MemberAt,
+    sender: Peer,
     env: &decode::Envelope<'_, '_>,
     cmd: Command<'_, '_>,
     now: u64,
 ) {
+    let at = sender.at;
     let Some(room) = core.rooms.get(rk) else {
         return;
     };
     let Some(member) = room.members.iter().find(|m| m.at == at) else {
-        if let MemberAt::Remote(..) = at {
-            // A remote session's frame raced its leave; its shard will hear nothing back.
-            return;
-        }
-        return;
+        // A remote session's frame raced its leave: still answer its RPC.
+        let (r, room_id) = (
+            Refusal::new(ErrorCode::NotInRoom, "not in this room"),
+            room.id.clone(),
+        );
+        return refuse(core, sender, env.rid, Some(&room_id), &r);
     };
     let peer = Peer {
         at,
@@ -1145,16 +1147,23 @@ pub fn handle_mesh(core: &mut ShardCore, from: ShardId, msg: MeshMsg, now: u64) 
             codec,
             bytes,
         } => {
-            let at = MemberAt::Remote(from, key);
-            let Some(&rk) = core.room_ids.get(&room_id) else {
-                return;
+            let peer = Peer {
+                at: MemberAt::Remote(from, key),
+                codec,
             };
             let mut bytes = bytes.into_vec();
             let mut decoder = std::mem::take(&mut core.decoder);
+            // The sending shard validated the frame already.
             if let Ok(value) = decoder.decode(codec, &mut bytes) {
                 if let Ok(env) = decode::envelope(&value) {
                     if let Ok(cmd) = decode::command(&env, &core.cfg.policy.unreliable_types) {
-                        room_input(core, rk, at, &env, cmd, now);
+                        match core.room_ids.get(&room_id) {
+                            Some(&rk) => room_input(core, rk, peer, &env, cmd, now),
+                            None => {
+                                let r = Refusal::new(ErrorCode::RoomNotFound, "room is gone");
+                                refuse(core, peer, env.rid, Some(&room_id), &r);
+                            }
+                        }
                     }
                 }
             }

@@ -61,6 +61,7 @@ pub fn park(core: &mut ShardCore, key: SessionKey, now: u64) {
     s.park_on_close = false;
     let rs = s.rooms.as_ref().expect("parked sessions are handshaken");
     let session_id: Arc<str> = Arc::from(&*rs.session_id);
+    core.parked_here.insert(session_id.clone(), key);
     publish_parked(core, &session_id, Some(core.id));
     announce(core, key, Presence::Dropped);
 }
@@ -71,6 +72,7 @@ pub fn expire(core: &mut ShardCore, key: SessionKey, now: u64) {
         return;
     };
     let session_id: Arc<str> = Arc::from(&*rs.session_id);
+    core.parked_here.remove(&session_id);
     publish_parked(core, &session_id, None);
     super::leave_all(core, key, now);
     core.sessions.remove(key);
@@ -177,14 +179,13 @@ pub fn parked_elsewhere(core: &ShardCore, session_id: &str) -> Option<ShardId> {
 }
 
 fn find_parked(core: &ShardCore, session_id: &str, project_id: &str) -> Option<SessionKey> {
-    core.sessions.keys().find(|k: &SessionKey| {
-        core.sessions.get(*k).is_some_and(|s| {
-            matches!(s.phase, Phase::Parked { .. })
-                && s.rooms
-                    .as_ref()
-                    .is_some_and(|r| &*r.session_id == session_id && &*r.project_id == project_id)
-        })
-    })
+    let key = *core.parked_here.get(session_id)?;
+    let s = core.sessions.get(key)?;
+    let same_project = s
+        .rooms
+        .as_ref()
+        .is_some_and(|r| &*r.project_id == project_id);
+    (matches!(s.phase, Phase::Parked { .. }) && same_project).then_some(key)
 }
 
 /// The new connection (`fresh`) takes over the parked session `parked`.
@@ -227,6 +228,7 @@ fn take_over(
             member.features = features;
         }
     }
+    core.parked_here.remove(&session_id);
     publish_parked(core, &session_id, None);
     core.rekeys.push((fresh, parked));
     let frame = super::handshake_ok(core, &rs, true);
