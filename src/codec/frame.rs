@@ -2,10 +2,57 @@
 //! shared by every recipient. Server frames are unmasked, so the same bytes serve all.
 //! Parsing client frames is tungstenite's job, not this module's.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// The complete bytes of one WebSocket frame, shared by all its recipients.
-pub type Frame = Arc<[u8]>;
+pub type Frame = Arc<Vec<u8>>;
+
+/// Frame buffers handed out again once every recipient has written them, so a steady
+/// relay allocates nothing per message.
+#[derive(Default)]
+pub struct FramePool {
+    /// Frames handed out, oldest first; the pool holds one reference to each.
+    live: VecDeque<Frame>,
+    /// Frames nobody else holds any more.
+    free: Vec<Frame>,
+}
+
+impl FramePool {
+    /// Frames tracked at most; past it the oldest is forgotten (freed by its last holder).
+    pub const LIVE_MAX: usize = 4096;
+    /// Buffers that grew past this are not reused (a huge frame must not pin memory).
+    pub const REUSE_BYTES_MAX: usize = 4096;
+
+    /// A cleared buffer that nobody else holds.
+    pub fn take(&mut self) -> Frame {
+        while let Some(front) = self.live.front_mut() {
+            if Arc::get_mut(front).is_none() {
+                break;
+            }
+            let frame = self.live.pop_front().expect("front exists");
+            if frame.capacity() <= Self::REUSE_BYTES_MAX {
+                self.free.push(frame);
+            }
+        }
+        let mut frame = self
+            .free
+            .pop()
+            .unwrap_or_else(|| Arc::new(Vec::with_capacity(256)));
+        Arc::get_mut(&mut frame)
+            .expect("free frames are unique")
+            .clear();
+        frame
+    }
+
+    /// Tracks a frame handed out, to reuse it once its recipients are done.
+    pub fn track(&mut self, frame: &Frame) {
+        if self.live.len() >= Self::LIVE_MAX {
+            self.live.pop_front();
+        }
+        self.live.push_back(frame.clone());
+    }
+}
 
 /// Room reserved before a payload for its header: 2 + 8 bytes for a 64-bit length.
 pub const HEADER_BYTES_MAX: usize = 10;
@@ -33,7 +80,15 @@ pub fn begin(buf: &mut Vec<u8>) {
 /// returns the frame's bytes (one allocation, shared by every recipient).
 pub fn finish(buf: &mut [u8], opcode: OpCode) -> Frame {
     let start = write_header(buf, opcode);
-    Arc::from(&buf[start..])
+    Arc::new(buf[start..].to_vec())
+}
+
+/// Completes a frame begun with [`begin`] in place: the header goes in front of the
+/// payload and the frame is moved to the start of `buf`.
+pub fn finish_in_place(buf: &mut Vec<u8>, opcode: OpCode) {
+    let start = write_header(buf, opcode);
+    buf.copy_within(start.., 0);
+    buf.truncate(buf.len() - start);
 }
 
 /// Writes the header right-aligned into `buf[..HEADER_BYTES_MAX]` for the payload that
@@ -133,6 +188,36 @@ mod tests {
             None,
         );
         assert_eq!(ws.read().unwrap().into_text().unwrap().as_str(), "hello");
+    }
+
+    #[test]
+    fn pooled_frames_are_reused_once_their_recipients_let_go() {
+        let mut pool = FramePool::default();
+        let mut a = pool.take();
+        Arc::get_mut(&mut a).unwrap().extend_from_slice(b"abc");
+        pool.track(&a);
+        let held = a.clone();
+        drop(a);
+        let b = pool.take();
+        assert!(
+            !Arc::ptr_eq(&b, &held),
+            "still held by a recipient: not reused"
+        );
+        drop(held);
+        pool.track(&b);
+        drop(b);
+        let c = pool.take();
+        assert!(c.is_empty(), "a reused frame comes back cleared");
+    }
+
+    #[test]
+    fn in_place_frames_equal_copied_ones() {
+        let mut buf = Vec::new();
+        begin(&mut buf);
+        buf.extend_from_slice(&[9u8; 300]);
+        let copied = finish(&mut buf.clone(), OpCode::Binary);
+        finish_in_place(&mut buf, OpCode::Binary);
+        assert_eq!(&buf[..], &copied[..]);
     }
 
     #[test]

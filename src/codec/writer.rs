@@ -35,10 +35,17 @@ impl<'b> Writer<'b> {
         }
     }
 
-    /// Finishes the frame with the codec's opcode.
+    /// Finishes the frame with the codec's opcode (a new allocation).
     pub fn finish(self) -> Frame {
         debug_assert!(self.levels.is_empty(), "unclosed map or array");
         frame::finish(self.buf, self.codec.opcode())
+    }
+
+    /// Finishes the frame in its own buffer: `buf` then holds the complete frame (used
+    /// with pooled frame buffers).
+    pub fn finish_in_place(self) {
+        debug_assert!(self.levels.is_empty(), "unclosed map or array");
+        frame::finish_in_place(self.buf, self.codec.opcode());
     }
 
     fn sep(&mut self) {

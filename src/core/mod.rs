@@ -165,6 +165,8 @@ pub struct ShardCore {
     pub(crate) decoder: Decoder,
     /// Frame encoding buffer, reused.
     pub(crate) scratch: Vec<u8>,
+    /// Broadcast frame buffers, reused once written.
+    frame_pool: frame::FramePool,
     /// Counters.
     pub metrics: Arc<ShardMetrics>,
     /// Unix time (ms) at `now = 0`.
@@ -226,6 +228,7 @@ impl ShardCore {
             rng,
             decoder: Decoder::default(),
             scratch: Vec::with_capacity(4096),
+            frame_pool: Default::default(),
             metrics,
             unix_base_ms,
             actions: Vec::new(),
@@ -482,7 +485,7 @@ impl ShardCore {
     /// Queues a frame written by tungstenite (pong, close reply) for a session.
     pub fn push_raw(&mut self, key: SessionKey, bytes: &[u8]) {
         if !bytes.is_empty() {
-            self.send(key, Arc::from(bytes), Class::Reliable);
+            self.send(key, Arc::new(bytes.to_vec()), Class::Reliable);
         }
     }
 
@@ -648,9 +651,12 @@ impl ShardCore {
             let frame = match &frames[v] {
                 Some(f) => f.clone(),
                 None => {
-                    let mut w = Writer::new(m.codec, &mut self.scratch);
+                    let mut f = self.frame_pool.take();
+                    let buf = Arc::get_mut(&mut f).expect("pooled frames are unique");
+                    let mut w = Writer::new(m.codec, buf);
                     encode(&mut w, m);
-                    let f = w.finish();
+                    w.finish_in_place();
+                    self.frame_pool.track(&f);
                     frames[v] = Some(f.clone());
                     f
                 }

@@ -122,9 +122,8 @@ fn handshake(core: &mut ShardCore, key: SessionKey, bytes: &mut [u8], now: u64) 
     if bytes.len() > core.cfg.limits.frame_bytes_max {
         return fail_handshake(core, key, "bad_handshake", "handshake frame too large");
     }
-    let mut decoder = std::mem::take(&mut core.decoder);
-    let hello = read_hello(core, &mut decoder, bytes, now);
-    core.decoder = decoder;
+    let unix_now = core.unix_ms(now);
+    let hello = read_hello(&mut core.decoder, &core.cfg, &core.secrets, bytes, unix_now);
     let hello = match hello {
         Ok(h) => h,
         Err((code, reason)) => return fail_handshake(core, key, code, &reason),
@@ -148,21 +147,22 @@ fn handshake(core: &mut ShardCore, key: SessionKey, bytes: &mut [u8], now: u64) 
 
 /// Decodes, validates and authenticates a handshake frame.
 fn read_hello(
-    core: &ShardCore,
     decoder: &mut codec::Decoder,
+    cfg: &crate::config::Config,
+    secrets: &auth::Secrets,
     bytes: &mut [u8],
-    now: u64,
+    unix_now: u64,
 ) -> Result<Hello, (&'static str, String)> {
     let value = decoder
         .decode(Codec::Json, bytes)
         .map_err(|_| ("bad_handshake", "handshake is not JSON".to_string()))?;
     let hello = decode::handshake(&value).map_err(|r| (r.code.as_str(), r.reason.to_string()))?;
     let authenticated = auth::authenticate(
-        core.cfg.auth.mode,
-        &core.secrets,
+        cfg.auth.mode,
+        secrets,
         hello.project_id,
         hello.token,
-        core.unix_ms(now),
+        unix_now,
     )
     .map_err(|e| ("unauthorized", e.reason().to_string()))?;
     Ok(Hello {
@@ -254,8 +254,7 @@ fn envelope(core: &mut ShardCore, key: SessionKey, bytes: &mut [u8], now: u64) {
         .and_then(|s| s.rooms.as_ref())
         .is_some_and(|rs| rs.memberships.iter().any(|m| m.home != core.id));
     let original: Option<Box<[u8]>> = has_remote.then(|| Box::from(&*bytes));
-    let mut decoder = std::mem::take(&mut core.decoder);
-    let failure = match decoder.decode(peer.codec, bytes) {
+    let failure = match core.decoder.decode(peer.codec, bytes) {
         Ok(value) if too_large => {
             core.metrics.dropped(DropReason::TooLarge);
             let refusal = Refusal::new(
@@ -283,7 +282,6 @@ fn envelope(core: &mut ShardCore, key: SessionKey, bytes: &mut [u8], now: u64) {
         let rid = codec::recover::top_level_str(peer.codec, bytes, "rid");
         refuse(core, peer, rid.as_deref(), None, &refusal);
     }
-    core.decoder = decoder;
 }
 
 fn dispatch(
@@ -1152,9 +1150,9 @@ pub fn handle_mesh(core: &mut ShardCore, from: ShardId, msg: MeshMsg, now: u64) 
                 codec,
             };
             let mut bytes = bytes.into_vec();
-            let mut decoder = std::mem::take(&mut core.decoder);
             // The sending shard validated the frame already.
-            if let Ok(value) = decoder.decode(codec, &mut bytes) {
+            let decoded = core.decoder.decode(codec, &mut bytes);
+            if let Ok(value) = decoded {
                 if let Ok(env) = decode::envelope(&value) {
                     if let Ok(cmd) = decode::command(&env, &core.cfg.policy.unreliable_types) {
                         match core.room_ids.get(&room_id) {
@@ -1167,7 +1165,6 @@ pub fn handle_mesh(core: &mut ShardCore, from: ShardId, msg: MeshMsg, now: u64) 
                     }
                 }
             }
-            core.decoder = decoder;
         }
         MeshMsg::RemotePresence {
             from: key,
