@@ -73,6 +73,8 @@ pub struct ShardMetrics {
     pub frames_out: AtomicU64,
     /// Bytes written to sockets.
     pub bytes_out: AtomicU64,
+    /// Write syscalls on client sockets (frames per write = frames_out / writes).
+    pub writes: AtomicU64,
     /// Sessions handed to another shard.
     pub moves_out: AtomicU64,
     /// Connections refused at the caps.
@@ -132,7 +134,7 @@ type Gauge = (
 /// Renders every shard's counters, per shard and in total, in Prometheus text format.
 pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
     let mut out = String::new();
-    let scalar: [Gauge; 8] = [
+    let scalar: [Gauge; 9] = [
         (
             "huddle_connections",
             "gauge",
@@ -168,6 +170,12 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>]) -> String {
             "counter",
             "Bytes written to sockets.",
             |m| &m.bytes_out,
+        ),
+        (
+            "huddle_writes_total",
+            "counter",
+            "Write syscalls on client sockets.",
+            |m| &m.writes,
         ),
         (
             "huddle_session_moves_total",

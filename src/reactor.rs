@@ -62,6 +62,10 @@ struct Conn {
     wants_write: bool,
     /// When a sweep first saw the session closing with its close frame unwritten.
     closing_since_ms: Option<u64>,
+    /// With a flush interval: the earliest time (µs) of the next write.
+    next_flush_us: u64,
+    /// In the shard's deferred list.
+    deferred: bool,
 }
 
 /// Tungstenite's view of a socket: reads from it; its own writes (pongs, close replies)
@@ -108,6 +112,10 @@ pub struct Shard {
     moves: Vec<(SessionKey, ShardId)>,
     mesh_out: Vec<(ShardId, MeshMsg)>,
     last_sweep_ms: u64,
+    /// `limits.flush_interval_us`.
+    flush_interval_us: u64,
+    /// Connections whose frames wait for their flush interval: (session, due µs).
+    deferred: Vec<(SessionKey, u64)>,
 }
 
 /// What a shard needs from the server to run.
@@ -138,7 +146,7 @@ impl Shard {
             .poll
             .registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let limits = &parts.core.config().limits;
+        let limits = parts.core.config().limits.clone();
         let mut ws_config = WebSocketConfig::default();
         ws_config.read_buffer_size = 4096;
         ws_config.write_buffer_size = 0;
@@ -164,6 +172,8 @@ impl Shard {
             moves: Vec::new(),
             mesh_out: Vec::new(),
             last_sweep_ms: 0,
+            flush_interval_us: limits.flush_interval_us,
+            deferred: Vec::new(),
         })
     }
 
@@ -171,20 +181,34 @@ impl Shard {
         self.started.elapsed().as_millis() as u64
     }
 
+    fn now_us(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
+    /// Until the next timer of the core, deferred flush or mesh retry, at most a tick.
+    fn poll_timeout(&mut self) -> Duration {
+        if self.port_has_backlog() {
+            return Duration::from_millis(1);
+        }
+        let now_us = self.now_us();
+        let core_due_us = self.core.next_deadline().saturating_mul(1000);
+        let flush_due_us = self
+            .deferred
+            .iter()
+            .map(|(_, at)| *at)
+            .min()
+            .unwrap_or(u64::MAX);
+        let due_us = core_due_us.min(flush_due_us).saturating_sub(now_us);
+        Duration::from_micros(due_us.clamp(100, crate::core::TICK_MS * 1000))
+    }
+
     /// Runs until shutdown, then closes every client with 1001.
     pub fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         let mut shutdown_deadline: Option<u64> = None;
         loop {
-            let timeout = if self.port_has_backlog() {
-                1
-            } else {
-                crate::core::TICK_MS
-            };
-            if let Err(e) = self
-                .poll
-                .poll(&mut events, Some(Duration::from_millis(timeout)))
-            {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!(shard = self.id.0, "poll failed: {e}");
                     return;
@@ -260,11 +284,59 @@ impl Shard {
         self.core.drain_dirty(&mut self.dirty);
         let dirty = std::mem::take(&mut self.dirty);
         for key in &dirty {
-            self.flush(*key, now);
+            self.flush_or_defer(*key, now);
         }
         self.dirty = dirty;
         self.dirty.clear();
+        self.flush_deferred(now);
         self.port.wake();
+    }
+
+    /// With `limits.flush_interval_us` > 0 a connection is written at most once per
+    /// interval (a game tick batching its frames); closing connections go at once.
+    fn flush_or_defer(&mut self, key: SessionKey, now: u64) {
+        let interval = self.flush_interval_us;
+        if interval == 0 {
+            return self.flush(key, now);
+        }
+        let Some(session) = self.core.session(key) else {
+            return;
+        };
+        let (t, closing) = (session.transport, session.phase == Phase::Closing);
+        let now_us = self.now_us();
+        let Some(conn) = self.conns.get_mut(t) else {
+            return;
+        };
+        if closing || now_us >= conn.next_flush_us {
+            conn.next_flush_us = now_us + interval;
+            self.flush(key, now);
+        } else if !conn.deferred {
+            conn.deferred = true;
+            self.deferred.push((key, conn.next_flush_us));
+        }
+    }
+
+    /// Flushes deferred connections whose interval has passed.
+    fn flush_deferred(&mut self, now: u64) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let now_us = self.now_us();
+        let mut waiting = std::mem::take(&mut self.deferred);
+        waiting.retain(|&(key, at)| {
+            if at > now_us {
+                return true;
+            }
+            let t = self.core.session(key).map(|s| s.transport);
+            if let Some(conn) = t.and_then(|t| self.conns.get_mut(t)) {
+                conn.deferred = false;
+                conn.next_flush_us = now_us + self.flush_interval_us;
+            }
+            self.flush(key, now);
+            false
+        });
+        waiting.append(&mut self.deferred);
+        self.deferred = waiting;
     }
 
     fn accept_all(&mut self, now: u64) {
@@ -305,6 +377,8 @@ impl Shard {
                         opened_ms: now,
                         wants_write: false,
                         closing_since_ms: None,
+                        next_flush_us: 0,
+                        deferred: false,
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -557,6 +631,7 @@ impl Shard {
                 Ok(written) => {
                     session.out.advance(written);
                     ShardMetrics::add(&metrics.bytes_out, written as u64);
+                    ShardMetrics::add(&metrics.writes, 1);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     blocked = true;
@@ -715,6 +790,8 @@ impl Shard {
             opened_ms: now,
             wants_write: false,
             closing_since_ms: None,
+            next_flush_us: 0,
+            deferred: false,
         });
         let key = self.core.handle_adopt(moved.session, t, now);
         self.conns[t].session = Some(key);
