@@ -33,6 +33,8 @@ const DRAIN_MS: u64 = 2_000;
 const ACCEPT_PAUSE_MS: u64 = 100;
 /// Mesh messages handled per turn, so one busy peer cannot starve the sockets.
 const MESH_BATCH_MAX: usize = 4_096;
+/// tungstenite's read buffer per connection.
+const READ_BUFFER_BYTES: usize = 512;
 /// Read size for HTTP heads and for draining.
 const READ_CHUNK_BYTES: usize = 4_096;
 
@@ -148,7 +150,9 @@ impl Shard {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let limits = parts.core.config().limits.clone();
         let mut ws_config = WebSocketConfig::default();
-        ws_config.read_buffer_size = 4096;
+        // tungstenite keeps this much per connection even when idle; a game message with
+        // its envelope fits in one read, and bigger frames reserve their own length.
+        ws_config.read_buffer_size = READ_BUFFER_BYTES;
         ws_config.write_buffer_size = 0;
         ws_config.max_write_buffer_size = 64 * 1024;
         ws_config.max_message_size = Some(limits.declared_bytes_max());

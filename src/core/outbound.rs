@@ -44,6 +44,10 @@ pub struct Outbound {
     bytes: usize,
 }
 
+/// Queue slots an emptied queue keeps (a steady relay reuses them without allocating);
+/// a queue that grew past this is freed once empty, so idle connections stay small.
+pub const QUEUE_KEEP_LEN: usize = 8;
+
 /// Iovecs one flush hands the kernel at most.
 pub const IOVECS_MAX: usize = 64;
 
@@ -147,7 +151,7 @@ impl Outbound {
                 written = 0;
             }
         }
-        if self.queue.is_empty() && self.queue.capacity() > 64 {
+        if self.queue.is_empty() && self.queue.capacity() > QUEUE_KEEP_LEN {
             self.queue = VecDeque::new();
         }
     }
