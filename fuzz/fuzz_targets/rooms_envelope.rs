@@ -22,8 +22,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(hello) = handshake(&value) {
-        assert!(!hello.project_id.trim().is_empty(), "a handshake names a project");
-        assert!(hello.token.is_none_or(|t| !t.is_empty()), "an empty token is no token");
+        assert!(
+            !hello.project_id.trim().is_empty(),
+            "a handshake names a project"
+        );
+        assert!(
+            hello.token.is_none_or(|t| !t.is_empty()),
+            "an empty token is no token"
+        );
         assert!(
             !hello.features.bin_bytes || hello.codec == Codec::Msgpack,
             "bin_bytes only for msgpack sessions"
@@ -42,7 +48,9 @@ fuzz_target!(|data: &[u8]| {
     {
         assert!(data.is_none(), "room.message.bytes carries no data value");
         assert!(
-            base64::engine::general_purpose::STANDARD.decode(b64).is_ok(),
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .is_ok(),
             "accepted bytes are valid base64"
         );
     }

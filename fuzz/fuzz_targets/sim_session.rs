@@ -1,6 +1,7 @@
 //! A whole two-shard server in the simulator, driven by arbitrary client bytes: it never
 //! panics, every frame it sends decodes to an envelope `{v:1, t, p:{…}}` (the simulator
-//! decodes each one), and once every client is gone no session or room is left.
+//! decodes each one), and once every client is gone and parked sessions have expired no
+//! session or room is left.
 //!
 //! Input: `[setup]` then records `[ctl][len: u16 LE][bytes]`. `setup` bit 0: client B
 //! speaks MessagePack; bit 1: A connects to shard 1; bit 2: B to shard 1. `ctl % 4`:
@@ -10,12 +11,15 @@
 #![no_main]
 
 use huddle::codec::Codec;
-use huddle::config::Config;
+use huddle::config::{Config, SessionConfig};
+use huddle::core::TICK_MS;
 use huddle::sim::{ClientId, Received, Sim};
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 
 const SHARDS: usize = 2;
+/// Shorter than the default so waiting out parked sessions keeps executions fast.
+const RESUME_TTL_MS: u64 = 2_000;
 
 /// Checks every frame a client received is an envelope.
 fn check_inbox(sim: &mut Sim, c: ClientId) {
@@ -38,6 +42,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let cfg = Config {
         seed: 7,
+        session: SessionConfig {
+            resume_ttl_ms: RESUME_TTL_MS,
+            ..SessionConfig::default()
+        },
         ..Config::default()
     };
     let mut sim = Sim::new(SHARDS, cfg);
@@ -73,16 +81,32 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    sim.advance(60_000);
     for &c in &clients {
         sim.disconnect(c);
         check_inbox(&mut sim, c);
     }
+    // Only parked sessions outlive their connection; wait them out, with two ticks to spare.
+    sim.advance(RESUME_TTL_MS + 2 * TICK_MS);
     for core in &sim.cores {
-        assert_eq!(core.session_count(), 0, "sessions left on shard {:?}", core.id);
+        assert_eq!(
+            core.session_count(),
+            0,
+            "sessions left on shard {:?}",
+            core.id
+        );
         assert_eq!(core.room_count(), 0, "rooms left on shard {:?}", core.id);
         let gauge = |g: &std::sync::atomic::AtomicU64| g.load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(gauge(&core.metrics.connections), 0, "connections gauge, shard {:?}", core.id);
-        assert_eq!(gauge(&core.metrics.rooms), 0, "rooms gauge, shard {:?}", core.id);
+        assert_eq!(
+            gauge(&core.metrics.connections),
+            0,
+            "connections gauge, shard {:?}",
+            core.id
+        );
+        assert_eq!(
+            gauge(&core.metrics.rooms),
+            0,
+            "rooms gauge, shard {:?}",
+            core.id
+        );
     }
 });

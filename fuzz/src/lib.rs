@@ -13,7 +13,11 @@ pub fn encode(codec: Codec, value: &Value<'_>) -> Vec<u8> {
     let frame = writer.finish();
     let (opcode, payload, frame_len) = frame::parse(&frame).expect("a built frame parses");
     assert_eq!(frame_len, frame.len(), "a built frame is parsed whole");
-    assert_eq!(opcode, codec.opcode() as u8, "the frame carries the codec's opcode");
+    assert_eq!(
+        opcode,
+        codec.opcode() as u8,
+        "the frame carries the codec's opcode"
+    );
     payload.to_vec()
 }
 

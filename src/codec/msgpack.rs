@@ -84,6 +84,7 @@ impl<'a> Reader<'a> {
     }
 
     fn seq(&mut self, len: usize, depth: usize) -> Result<Value<'a>, DecodeError> {
+        Self::container_at(depth)?;
         let len = self.count(len, 1)?;
         let mut items = Vec::with_capacity(len);
         for _ in 0..len {
@@ -95,7 +96,16 @@ impl<'a> Reader<'a> {
         Ok(Value::Array(Box::new(items)))
     }
 
+    /// Containers nest `DEPTH_MAX` levels at most, as the JSON decoder allows.
+    fn container_at(depth: usize) -> Result<(), DecodeError> {
+        if depth >= DEPTH_MAX {
+            return Err(DecodeError::TooDeep);
+        }
+        Ok(())
+    }
+
     fn map(&mut self, len: usize, depth: usize) -> Result<Value<'a>, DecodeError> {
+        Self::container_at(depth)?;
         let len = self.count(len, 2)?;
         let mut map =
             simd_json::borrowed::Object::with_capacity_and_hasher(len, Default::default());
@@ -235,6 +245,20 @@ mod tests {
     fn deep_nesting_is_refused() {
         let deep = vec![0x91; DEPTH_MAX + 10];
         assert_eq!(decode(&deep), Err(DecodeError::TooDeep));
+    }
+
+    #[test]
+    fn both_codecs_accept_and_refuse_the_same_nesting() {
+        let mut d = crate::codec::Decoder::default();
+        for levels in [DEPTH_MAX - 1, DEPTH_MAX, DEPTH_MAX + 1] {
+            let mut packed = vec![0x91; levels - 1];
+            packed.push(0x90);
+            let mut json = format!("{}{}", "[".repeat(levels), "]".repeat(levels)).into_bytes();
+            let mp = decode(&packed).is_ok();
+            let js = d.decode(crate::codec::Codec::Json, &mut json).is_ok();
+            assert_eq!(mp, js, "{levels} levels");
+            assert_eq!(mp, levels <= DEPTH_MAX, "{levels} levels");
+        }
     }
 
     #[test]
