@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
+use tungstenite::error::ProtocolError;
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 use tungstenite::{Error as WsError, Message};
 
@@ -35,6 +36,8 @@ const ACCEPT_PAUSE_MS: u64 = 100;
 const MESH_BATCH_MAX: usize = 4_096;
 /// tungstenite's read buffer per connection.
 const READ_BUFFER_BYTES: usize = 512;
+/// Connections past a cap that are answered 503 at once (beyond: closed unanswered).
+const REFUSING_MAX: usize = 64;
 /// Read size for HTTP heads and for draining.
 const READ_CHUNK_BYTES: usize = 4_096;
 
@@ -68,6 +71,8 @@ struct Conn {
     next_flush_us: u64,
     /// In the shard's deferred list.
     deferred: bool,
+    /// Accepted past a connection cap only to be answered 503.
+    refused: bool,
 }
 
 /// Tungstenite's view of a socket: reads from it; its own writes (pongs, close replies)
@@ -118,6 +123,8 @@ pub struct Shard {
     flush_interval_us: u64,
     /// Connections whose frames wait for their flush interval: (session, due µs).
     deferred: Vec<(SessionKey, u64)>,
+    /// Connections accepted past a cap to be answered 503 and closed.
+    refusing: usize,
 }
 
 /// What a shard needs from the server to run.
@@ -178,6 +185,7 @@ impl Shard {
             last_sweep_ms: 0,
             flush_interval_us: limits.flush_interval_us,
             deferred: Vec::new(),
+            refusing: 0,
         })
     }
 
@@ -240,6 +248,7 @@ impl Shard {
                 }
             }
             self.drain_mesh(now);
+            self.reread(now);
             self.core.handle_tick(now);
             self.core.end_turn(now);
             if now >= self.last_sweep_ms + 1000 {
@@ -294,6 +303,17 @@ impl Shard {
         self.dirty.clear();
         self.flush_deferred(now);
         self.port.wake();
+    }
+
+    /// Reads connections the core paused (a resume probe) once they may go on.
+    fn reread(&mut self, now: u64) {
+        let mut keys = Vec::new();
+        self.core.drain_rereads(&mut keys);
+        for key in keys {
+            if let Some(t) = self.core.session(key).map(|s| s.transport) {
+                self.read_ws(t, now);
+            }
+        }
     }
 
     /// With `limits.flush_interval_us` > 0 a connection is written at most once per
@@ -352,14 +372,16 @@ impl Shard {
             match self.listener.accept() {
                 Ok((mut stream, addr)) => {
                     let total = self.total_conns.load(Ordering::Relaxed);
-                    if total >= limits.conns_max || self.conns.len() >= limits.conns_per_shard_max {
+                    let full =
+                        total >= limits.conns_max || self.conns.len() >= limits.conns_per_shard_max;
+                    if full {
                         tracing::debug!(shard = self.id.0, %addr, total, "connection refused: at the connection cap");
                         ShardMetrics::add(&self.core.metrics.refused, 1);
-                        let body =
-                            http::reply(503, "Service Unavailable", "text/plain", b"server full\n");
-                        let _ = stream.write(&body);
-                        let _ = stream.shutdown(Shutdown::Both);
-                        continue;
+                        if self.refusing >= REFUSING_MAX {
+                            // Past the slack for clean refusals: just close.
+                            let _ = stream.shutdown(Shutdown::Both);
+                            continue;
+                        }
                     }
                     let _ = stream.set_nodelay(true);
                     let entry = self.conns.vacant_entry();
@@ -374,16 +396,34 @@ impl Shard {
                     }
                     self.total_conns.fetch_add(1, Ordering::Relaxed);
                     tracing::trace!(shard = self.id.0, %addr, "connection accepted");
+                    let state = if full {
+                        // Answer 503, then close gracefully (reading what the client sent, so
+                        // the kernel does not reset the connection before it reads the answer).
+                        self.refusing += 1;
+                        let body =
+                            http::reply(503, "Service Unavailable", "text/plain", b"server full\n");
+                        ConnState::Reply {
+                            bytes: body,
+                            written: 0,
+                        }
+                    } else {
+                        ConnState::Http { buf: Vec::new() }
+                    };
+                    let t = token.0;
                     entry.insert(Conn {
                         stream,
-                        state: ConnState::Http { buf: Vec::new() },
+                        state,
                         session: None,
                         opened_ms: now,
                         wants_write: false,
                         closing_since_ms: None,
                         next_flush_us: 0,
                         deferred: false,
+                        refused: full,
                     });
+                    if full {
+                        self.write_reply(t, now);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
@@ -566,6 +606,11 @@ impl Shard {
                 Err(WsError::Utf8(_)) => {
                     return self.core.close_session(key, 1007, "invalid UTF-8")
                 }
+                // The peer vanished without a close frame: a drop, not a protocol breach
+                // (the session is parked for a resume).
+                Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => {
+                    return self.remove(t, now)
+                }
                 Err(WsError::Protocol(_)) => {
                     return self.core.close_session(key, 1002, "protocol error")
                 }
@@ -691,6 +736,9 @@ impl Shard {
         if let Some(key) = conn.session {
             self.core.handle_disconnect(key, now);
         }
+        if conn.refused {
+            self.refusing -= 1;
+        }
         let _ = self.poll.registry().deregister(&mut conn.stream);
         self.total_conns.fetch_sub(1, Ordering::Relaxed);
     }
@@ -796,6 +844,7 @@ impl Shard {
             closing_since_ms: None,
             next_flush_us: 0,
             deferred: false,
+            refused: false,
         });
         let key = self.core.handle_adopt(moved.session, t, now);
         self.conns[t].session = Some(key);

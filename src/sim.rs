@@ -171,6 +171,8 @@ impl Sim {
                 for (to, msg) in out {
                     self.mesh.push_back((ShardId(i as u16), to, msg));
                 }
+                // Clients here send explicitly; nothing waits unread in a connection.
+                self.cores[i].drain_rereads(&mut Vec::new());
                 let mut dirty = Vec::new();
                 self.cores[i].drain_dirty(&mut dirty);
                 for key in dirty {

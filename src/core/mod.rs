@@ -119,6 +119,16 @@ pub enum MeshMsg {
     },
     /// To or from the matchmaker.
     Matchmaking(Box<crate::rooms::matchmaking::MmMsg>),
+    /// A resume this shard knows nothing of: answer once everything sent before is read.
+    ResumeProbe {
+        /// The resuming connection's session, on the sender.
+        from: SessionKey,
+    },
+    /// The answer to a `ResumeProbe`.
+    ResumeProbeAck {
+        /// The resuming connection's session, on the receiver.
+        session: SessionKey,
+    },
     /// A room's listing changed (`None`: the room is gone).
     Directory {
         /// Room id.
@@ -181,6 +191,8 @@ pub struct ShardCore {
     pub(crate) parked: HashMap<Arc<str>, ShardId>,
     /// Sessions parked on this shard: session id → key.
     pub(crate) parked_here: HashMap<Arc<str>, SessionKey>,
+    /// Sessions whose connection must be read again (it was paused while they waited).
+    pub(crate) rereads: Vec<SessionKey>,
     /// The matchmaker (live on `rooms::matchmaking::MATCHMAKER` only).
     pub(crate) matchmaker: crate::rooms::matchmaking::Matchmaker,
     /// Snapshots asked for this turn (coalesced: one per member and room).
@@ -237,6 +249,7 @@ impl ShardCore {
             rekeys: Vec::new(),
             parked: HashMap::new(),
             parked_here: HashMap::new(),
+            rereads: Vec::new(),
             matchmaker: Default::default(),
             last_tick_ms: 0,
         }
@@ -268,6 +281,7 @@ impl ShardCore {
             dirty: false,
             pending_join: None,
             pending_hello: None,
+            probes: 0,
             moved_from: None,
             park_on_close: false,
         };
@@ -397,6 +411,11 @@ impl ShardCore {
     pub fn next_deadline(&self) -> u64 {
         let tick = self.last_tick_ms + TICK_MS;
         self.timers.iter().map(|(at, _)| *at).fold(tick, u64::min)
+    }
+
+    /// Sessions whose connections the reactor must read again, since the last call.
+    pub fn drain_rereads(&mut self, into: &mut Vec<SessionKey>) {
+        into.append(&mut self.rereads);
     }
 
     /// Sessions that took over another session's key (a resume), since the last call:

@@ -136,6 +136,8 @@ pub struct Session {
     /// A handshake to finish once the session has moved to where the session it resumes
     /// is parked.
     pub pending_hello: Option<Hello>,
+    /// Shards yet to answer a resume probe.
+    pub probes: u16,
     /// Where the session was before its last move (to re-address its matchmaking ticket).
     pub moved_from: Option<(ShardId, super::keys::SessionKey)>,
     /// The client closed with a code other than 1000: park instead of leaving.

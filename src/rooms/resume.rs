@@ -169,13 +169,51 @@ pub fn finish_handshake(
     }
 }
 
-/// Where to finish a handshake that asks to resume `session_id`: `Some(shard)` when the
-/// session is parked on another shard (the connection moves there first).
-pub fn parked_elsewhere(core: &ShardCore, session_id: &str) -> Option<ShardId> {
-    core.parked
-        .get(session_id)
-        .copied()
-        .filter(|s| *s != core.id)
+/// Finishes a handshake here, or moves the connection to the shard where the session it
+/// resumes is parked and finishes it there.
+pub fn route_handshake(core: &mut ShardCore, key: SessionKey, hello: Hello, now: u64) {
+    let elsewhere = hello
+        .resume
+        .as_deref()
+        .and_then(|sid| core.parked.get(sid).copied())
+        .filter(|s| *s != core.id);
+    match elsewhere {
+        Some(shard) => {
+            let session = core.sessions.get_mut(key).expect("live session");
+            session.pending_hello = Some(hello);
+            core.request_move(key, shard);
+        }
+        None => {
+            finish_handshake(core, key, hello, now);
+        }
+    }
+}
+
+/// Asks every other shard for an answer before routing a resume this shard knows
+/// nothing of. The connection is not read meanwhile (its session waits with its hello).
+pub fn probe(core: &mut ShardCore, key: SessionKey, hello: Hello) {
+    let others = (core.shards - 1) as u16;
+    let session = core.sessions.get_mut(key).expect("live session");
+    session.pending_hello = Some(hello);
+    session.probes = others;
+    core.post_to_others(|| MeshMsg::ResumeProbe { from: key });
+}
+
+/// One shard answered a probe; the last answer routes the handshake.
+pub fn probe_answered(core: &mut ShardCore, key: SessionKey, now: u64) {
+    let Some(session) = core.sessions.get_mut(key) else {
+        return;
+    };
+    session.probes = session.probes.saturating_sub(1);
+    if session.probes > 0 {
+        return;
+    }
+    let Some(hello) = session.pending_hello.take() else {
+        return;
+    };
+    route_handshake(core, key, hello, now);
+    // Frames that arrived while the probe was out are waiting in the connection.
+    core.rereads.push(key);
 }
 
 fn find_parked(core: &ShardCore, session_id: &str, project_id: &str) -> Option<SessionKey> {

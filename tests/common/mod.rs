@@ -767,3 +767,108 @@ pub fn find_null(v: &Value, path: &str) -> Option<String> {
         _ => None,
     }
 }
+
+/// Open WebSocket connections per shard (`huddle_connections{shard="i"}`) for `shards`
+/// shards.
+#[allow(dead_code)]
+pub fn connections_per_shard(addr: SocketAddr, shards: usize) -> Vec<f64> {
+    (0..shards)
+        .map(|i| metric(addr, &format!("huddle_connections{{shard=\"{i}\"}}")))
+        .collect()
+}
+
+/// A WebSocket connection (upgrade done, no rooms handshake yet) that landed on `shard` of
+/// a 2-shard server, found by watching the per-shard connection gauges. Connections that
+/// landed elsewhere (or could not be placed because another connection closed meanwhile)
+/// are returned too: keep them open until done, closing them moves the gauges. No other
+/// connection may open meanwhile.
+#[allow(dead_code)]
+pub fn ws_connect_on_shard(
+    addr: SocketAddr,
+    shard: u16,
+) -> (WebSocket<TcpStream>, Vec<WebSocket<TcpStream>>) {
+    let mut elsewhere = Vec::new();
+    for _ in 0..64 {
+        let before = connections_per_shard(addr, 2);
+        let ws = ws_connect(addr, "/rooms");
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let landed = loop {
+            let now = connections_per_shard(addr, 2);
+            if let Some(i) = (0..2).find(|&i| now[i] > before[i]) {
+                break Some(i);
+            }
+            if Instant::now() > deadline {
+                // A close elsewhere hid the new connection: try again.
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        if landed == Some(usize::from(shard)) {
+            return (ws, elsewhere);
+        }
+        elsewhere.push(ws);
+    }
+    panic!("64 connections in a row missed shard {shard}")
+}
+
+#[allow(dead_code)]
+impl Client {
+    /// Handshakes over an upgraded WebSocket with this handshake frame (as `with_hello`).
+    pub fn over(mut ws: WebSocket<TcpStream>, codec: Codec, hello: Value) -> Client {
+        ws.get_mut().set_read_timeout(Some(WAIT)).unwrap();
+        ws.send(Message::text(hello.to_string())).unwrap();
+        let ok = loop {
+            match read1(&mut ws) {
+                Read1::Data(m) => break m,
+                Read1::Ping => continue,
+                Read1::Close(c) => panic!("closed ({c:?}) instead of handshake.ok"),
+                Read1::Timeout => panic!("no handshake.ok within {WAIT:?}"),
+                Read1::Gone(e) => panic!("connection gone before handshake.ok: {e}"),
+            }
+        };
+        assert_eq!(ok.t(), "handshake.ok", "handshake answer: {ok}");
+        let session_id = ok.p()["session_id"].as_str().unwrap_or("").to_string();
+        let client_id = ok.p()["client_id"].as_str().unwrap_or("").to_string();
+        Client {
+            ws,
+            codec,
+            log: vec![ok.clone()],
+            hello_ok: ok,
+            session_id,
+            client_id,
+            pending: Default::default(),
+            next_rid: 0,
+        }
+    }
+
+    /// A client whose connection landed on `shard` of a 2-shard server, with the stray
+    /// connections that landed elsewhere (see `ws_connect_on_shard`; keep them while more
+    /// clients are placed).
+    pub fn on_shard(
+        addr: SocketAddr,
+        shard: u16,
+        codec: Codec,
+        hello: Value,
+    ) -> (Client, Vec<WebSocket<TcpStream>>) {
+        let (ws, strays) = ws_connect_on_shard(addr, shard);
+        (Client::over(ws, codec, hello), strays)
+    }
+
+    /// Encodes a value as one WebSocket message of the session codec.
+    pub fn message(&self, v: Value) -> Message {
+        match self.codec {
+            Codec::Json => Message::text(v.to_string()),
+            Codec::Msgpack => Message::binary(mp_bytes(&json_to_mp(&v))),
+        }
+    }
+
+    /// Sends several envelopes in one socket write (one TCP segment on loopback), so the
+    /// server reads them in one reactor turn.
+    pub fn send_batch(&mut self, envs: &[Value]) {
+        for v in envs {
+            let m = self.message(v.clone());
+            self.ws.write(m).expect("queue frame");
+        }
+        self.ws.flush().expect("flush");
+    }
+}
