@@ -124,9 +124,7 @@ impl<'b> Writer<'b> {
     pub fn str(&mut self, s: &str) -> &mut Self {
         self.sep();
         match self.codec {
-            Codec::Json => {
-                let _ = Value::String(s.into()).write(self.buf);
-            }
+            Codec::Json => json_str(self.buf, s),
             Codec::Msgpack => {
                 let _ = rmp::encode::write_str(self.buf, s);
             }
@@ -200,6 +198,20 @@ impl<'b> Writer<'b> {
             Codec::Msgpack => write_msgpack(self.buf, value),
         }
         self
+    }
+}
+
+/// A JSON string. Envelope keys and ids need no escaping: they are copied as they are;
+/// anything else goes through simd-json's generator.
+fn json_str(buf: &mut Vec<u8>, s: &str) {
+    let plain = s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+    if plain {
+        buf.reserve(s.len() + 2);
+        buf.push(b'"');
+        buf.extend_from_slice(s.as_bytes());
+        buf.push(b'"');
+    } else {
+        let _ = Value::String(s.into()).write(buf);
     }
 }
 
@@ -316,6 +328,24 @@ mod tests {
         let a = crate::codec::to_json(&d.decode(Codec::Msgpack, &mut payload).unwrap());
         let b = crate::codec::to_json(&d.decode(Codec::Json, &mut json).unwrap());
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn json_strings_are_escaped_exactly_when_needed() {
+        for s in [
+            "plain",
+            "",
+            "é 😀",
+            "q\"uote",
+            "back\\slash",
+            "ctl\u{1}\n",
+            "\u{7f}",
+        ] {
+            let mut buf = Vec::new();
+            json_str(&mut buf, s);
+            let back: String = serde_json::from_slice(&buf).unwrap();
+            assert_eq!(back, s);
+        }
     }
 
     #[test]
