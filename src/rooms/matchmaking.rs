@@ -159,11 +159,7 @@ pub fn enqueue(
             ))
         }
     };
-    let rs = core
-        .sessions
-        .get_mut(key)
-        .and_then(|s| s.rooms.as_mut())
-        .expect("open session");
+    let rs = super::rooms_mut(core, key);
     rs.ticket = true;
     let msg = MmMsg::Enqueue {
         from: key,
@@ -179,11 +175,7 @@ pub fn enqueue(
 
 /// `matchmaking.dequeue` from a local session.
 pub fn dequeue(core: &mut ShardCore, key: SessionKey, rid: Option<&str>, now: u64) {
-    let rs = core
-        .sessions
-        .get_mut(key)
-        .and_then(|s| s.rooms.as_mut())
-        .expect("open session");
+    let rs = super::rooms_mut(core, key);
     rs.ticket = false;
     let codec = rs.codec;
     send(

@@ -25,11 +25,7 @@ pub(super) fn join(
         )),
     };
     let rooms_max = core.cfg.limits.rooms_per_session_max;
-    let rs = core
-        .sessions
-        .get(key)
-        .and_then(|s| s.rooms.as_ref())
-        .expect("open session");
+    let rs = rooms_of(core, key);
     if rs.membership(&room_id).is_some() {
         let r = Refusal::new(ErrorCode::AlreadyJoined, "already in this room");
         return refuse(core, peer, env.rid, Some(&room_id), &r);
@@ -64,11 +60,7 @@ pub(super) fn join(
         core.request_move(key, home);
     } else {
         // Already in rooms here: stay, and be a remote member of that room.
-        let rs = core
-            .sessions
-            .get_mut(key)
-            .and_then(|s| s.rooms.as_mut())
-            .expect("open session");
+        let rs = rooms_mut(core, key);
         rs.memberships.push(Membership {
             room_id: room_id.clone(),
             home,
@@ -219,14 +211,10 @@ pub(super) fn join_member(
             },
         );
     } else if let MemberAt::Local(key) = at {
-        let rs = core
-            .sessions
-            .get_mut(key)
-            .and_then(|s| s.rooms.as_mut())
-            .expect("open session");
-        rs.memberships.push(Membership {
+        let home = core.id;
+        rooms_mut(core, key).memberships.push(Membership {
             room_id: join.room_id.clone(),
-            home: core.id,
+            home,
             joined: true,
         });
     }
@@ -310,29 +298,15 @@ pub(super) fn leave(
     env: &decode::Envelope<'_, '_>,
     now: u64,
 ) {
-    let rs = core
-        .sessions
-        .get(key)
-        .and_then(|s| s.rooms.as_ref())
-        .expect("open session");
+    let rs = rooms_of(core, key);
     let Some(room_id) = env.room else {
-        return refuse(
-            core,
-            peer,
-            env.rid,
-            None,
-            &Refusal::new(ErrorCode::BadRequest, "no room named"),
-        );
+        return refuse(core, peer, env.rid, None, &no_room_named());
     };
     let Some(m) = rs.membership(room_id).filter(|m| m.joined).cloned() else {
         let r = Refusal::new(ErrorCode::NotInRoom, format!("not in room {room_id:?}"));
         return refuse(core, peer, env.rid, Some(room_id), &r);
     };
-    let rs = core
-        .sessions
-        .get_mut(key)
-        .and_then(|s| s.rooms.as_mut())
-        .expect("open session");
+    let rs = rooms_mut(core, key);
     rs.forget(room_id);
     if m.home == core.id {
         leave_here(core, MemberAt::Local(key), &m.room_id, env.rid, now);

@@ -51,6 +51,27 @@ pub(crate) fn registered_type(core: &ShardCore, name: &str) -> Result<&'static s
     }
 }
 
+/// A handshaken session's rooms state (its frames are only handled once it is open).
+pub(crate) fn rooms_of(core: &ShardCore, key: SessionKey) -> &RoomsSession {
+    core.sessions
+        .get(key)
+        .and_then(|s| s.rooms.as_ref())
+        .expect("open session")
+}
+
+/// A handshaken session's rooms state, mutably.
+pub(crate) fn rooms_mut(core: &mut ShardCore, key: SessionKey) -> &mut RoomsSession {
+    core.sessions
+        .get_mut(key)
+        .and_then(|s| s.rooms.as_mut())
+        .expect("open session")
+}
+
+/// The refusal of a room command that names no room.
+fn no_room_named() -> Refusal {
+    Refusal::new(ErrorCode::BadRequest, "no room named")
+}
+
 /// Where an answer goes: the session's codec and location.
 #[derive(Clone, Copy)]
 struct Peer {
@@ -242,19 +263,9 @@ fn dispatch(
                 if matches!(cmd, Command::StateAck { .. }) && env.rid.is_none() {
                     return;
                 }
-                return refuse(
-                    core,
-                    peer,
-                    env.rid,
-                    None,
-                    &Refusal::new(ErrorCode::BadRequest, "no room named"),
-                );
+                return refuse(core, peer, env.rid, None, &no_room_named());
             };
-            let rs = core
-                .sessions
-                .get(key)
-                .and_then(|s| s.rooms.as_ref())
-                .expect("open session");
+            let rs = rooms_of(core, key);
             let home = match rs.membership(room_id) {
                 Some(m) if m.joined => m.home,
                 _ => {

@@ -313,30 +313,7 @@ impl Client {
     /// Connects and handshakes with this handshake frame; `codec` is what the handshake
     /// should negotiate (frames are sent in it).
     pub fn with_hello(addr: SocketAddr, codec: Codec, hello: Value) -> Client {
-        let mut ws = ws_connect(addr, "/rooms");
-        ws.send(Message::text(hello.to_string())).unwrap();
-        let ok = loop {
-            match read1(&mut ws) {
-                Read1::Data(m) => break m,
-                Read1::Ping => continue,
-                Read1::Close(c) => panic!("closed ({c:?}) instead of handshake.ok"),
-                Read1::Timeout => panic!("no handshake.ok within {WAIT:?}"),
-                Read1::Gone(e) => panic!("connection gone before handshake.ok: {e}"),
-            }
-        };
-        assert_eq!(ok.t(), "handshake.ok", "handshake answer: {ok}");
-        let session_id = ok.p()["session_id"].as_str().unwrap_or("").to_string();
-        let client_id = ok.p()["client_id"].as_str().unwrap_or("").to_string();
-        Client {
-            ws,
-            codec,
-            log: vec![ok.clone()],
-            hello_ok: ok,
-            session_id,
-            client_id,
-            pending: Default::default(),
-            next_rid: 0,
-        }
+        Client::over(ws_connect(addr, "/rooms"), codec, hello)
     }
 
     /// A fresh RPC id.
