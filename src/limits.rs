@@ -41,6 +41,11 @@ pub struct Limits {
     pub flush_interval_us: u64,
     /// Members one room holds when its creator sets no `max_players`.
     pub room_members_max: usize,
+    /// Above this many members a room is a crowd: joins and leaves are no longer announced
+    /// to every member (that costs O(members²) frames and, with the member list, O(members³)
+    /// bytes over a room's filling); the joiner still gets its `room.joined` and a
+    /// `room.members` listing the first this-many members with the full `count`.
+    pub presence_members_max: usize,
     /// Size of each cross-shard queue (messages). A full queue keeps the message in the
     /// sender's local backlog and retries on the next turn.
     pub mesh_queue_len: usize,
@@ -62,6 +67,7 @@ impl Default for Limits {
             outbound_congested_bytes: 64 * 1024,
             flush_interval_us: 0,
             room_members_max: 10_000,
+            presence_members_max: 128,
             mesh_queue_len: 8_192,
         }
     }
@@ -114,6 +120,9 @@ impl Limits {
         }
         if self.conns_per_shard_max == 0 || self.conns_max == 0 {
             return fail("limits.conns_per_shard_max and limits.conns_max must be above 0");
+        }
+        if self.presence_members_max == 0 {
+            return fail("limits.presence_members_max must be above 0");
         }
         if self.rooms_per_session_max == 0 || self.room_members_max == 0 {
             return fail(

@@ -693,3 +693,47 @@ fn congested_unreliable_messages_are_replaced_latest_wins_or_dropped() {
     );
     assert!(sim.is_connected(b));
 }
+
+#[test]
+fn crowd_rooms_announce_joins_to_the_joiner_only_with_a_capped_member_list() {
+    let mut c = cfg();
+    c.limits.presence_members_max = 3;
+    let mut sim = Sim::new(1, c);
+    let clients: Vec<ClientId> = (0..5).map(|_| sim.handshaken(0, Codec::Json).0).collect();
+    for &x in &clients[..3] {
+        join(&mut sim, x, "crowd", "echo_room");
+    }
+    for &x in &clients[..3] {
+        sim.frames(x);
+    }
+    // The 4th member makes it a crowd: the others hear nothing, the joiner gets its view.
+    let reply = join(&mut sim, clients[3], "crowd", "echo_room");
+    assert_eq!(reply["p"]["ok"], true);
+    let got = sim.frames(clients[3]);
+    assert_eq!(
+        types(&got),
+        ["room.joined", "room.members", "state.snapshot"]
+    );
+    assert_eq!(got[1]["p"]["count"], 4);
+    assert_eq!(
+        got[1]["p"]["members"].as_array().unwrap().len(),
+        3,
+        "list cut to the bound"
+    );
+    for &x in &clients[..3] {
+        assert!(sim.frames(x).is_empty(), "no presence broadcast in a crowd");
+    }
+    // Messages still reach everyone.
+    sim.send(
+        clients[0],
+        json!({"v":1,"t":"room.message","room":"crowd","p":{"type":"x"}}),
+    );
+    assert_eq!(sim.frames(clients[3]).len(), 1);
+    sim.frames(clients[0]);
+    // Back under the bound, leaves are announced again.
+    sim.close(clients[3], 1000);
+    assert_eq!(
+        types(&sim.frames(clients[0])),
+        ["room.left", "room.members"]
+    );
+}

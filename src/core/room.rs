@@ -95,6 +95,11 @@ impl Room {
         !self.reserved.is_empty() && now < self.reserved_until_ms
     }
 
+    /// The member at a session.
+    pub fn member_at(&self, at: MemberAt) -> Option<&Member> {
+        self.members.iter().find(|m| m.at == at)
+    }
+
     /// The member at a session, mutably.
     pub fn member_at_mut(&mut self, at: MemberAt) -> Option<&mut Member> {
         self.members.iter_mut().find(|m| m.at == at)

@@ -231,12 +231,7 @@ pub(super) fn join_member(
         });
         core.send_to(at, frame, Class::Reliable);
     }
-    core.fan_out(rk, Class::Reliable, None, by_codec, &|w, _| {
-        encode::begin(w, "room.joined", None, Some(&room_id), 1);
-        w.key("client_id").str(&client_id);
-        encode::end(w);
-    });
-    broadcast_members(core, rk);
+    announce_membership(core, rk, "room.joined", &client_id, at);
     sync::send_snapshot(core, rk, at);
     run_hook(core, rk, now, |logic, ctx| logic.on_join(ctx, &client_id));
     let l = listing(core.rooms.get(rk).expect("live room"));
@@ -273,22 +268,60 @@ pub(crate) fn create_room(core: &mut ShardCore, join: &PendingJoin, now: u64) ->
     rk
 }
 
-pub(super) fn broadcast_members(core: &mut ShardCore, rk: RoomKey) {
+/// A join or leave: `t` (`room.joined` / `room.left`) `{client_id}` then `room.members`
+/// to every member. In a crowd (more than `limits.presence_members_max` members) only the
+/// joiner hears it, with the member list cut to that bound (and a leave tells nobody).
+pub(super) fn announce_membership(
+    core: &mut ShardCore,
+    rk: RoomKey,
+    t: &str,
+    client_id: &str,
+    subject: MemberAt,
+) {
+    let cap = core.cfg.limits.presence_members_max;
     let Some(room) = core.rooms.get(rk) else {
         return;
     };
-    let ids: Vec<Arc<str>> = room.members.iter().map(|m| m.client_id.clone()).collect();
+    let crowd = room.members.len() > cap;
+    let joined = room.has(subject);
+    if crowd && !joined {
+        return;
+    }
+    let count = room.members.len();
+    let ids: Vec<Arc<str>> = room
+        .members
+        .iter()
+        .take(cap)
+        .map(|m| m.client_id.clone())
+        .collect();
     let room_id = room.id.clone();
-    core.fan_out(rk, Class::Reliable, None, by_codec, &|w, _| {
+    let event = |w: &mut codec::Writer<'_>| {
+        encode::begin(w, t, None, Some(&room_id), 1);
+        w.key("client_id").str(client_id);
+        encode::end(w);
+    };
+    let members = |w: &mut codec::Writer<'_>| {
         encode::begin(w, "room.members", None, Some(&room_id), 2);
         w.key("members").array(ids.len() as u32);
         for id in &ids {
             w.str(id);
         }
         w.end_array();
-        w.key("count").u64(ids.len() as u64);
+        w.key("count").u64(count as u64);
         encode::end(w);
-    });
+    };
+    if crowd {
+        let codec = room.member_at(subject).map_or(Codec::Json, |m| m.codec);
+        for write in [&event as &dyn Fn(&mut codec::Writer<'_>), &members] {
+            let mut w = codec::Writer::new(codec, &mut core.scratch);
+            write(&mut w);
+            let frame = w.finish();
+            core.send_to(subject, frame, Class::Reliable);
+        }
+    } else {
+        core.fan_out(rk, Class::Reliable, None, by_codec, &|w, _| event(w));
+        core.fan_out(rk, Class::Reliable, None, by_codec, &|w, _| members(w));
+    }
 }
 
 pub(super) fn leave(
@@ -349,12 +382,7 @@ pub(super) fn leave_here(
         Some(&room_id),
     );
     let client_id = member.client_id.clone();
-    core.fan_out(rk, Class::Reliable, None, by_codec, &|w, _| {
-        encode::begin(w, "room.left", None, Some(&room_id), 1);
-        w.key("client_id").str(&client_id);
-        encode::end(w);
-    });
-    broadcast_members(core, rk);
+    announce_membership(core, rk, "room.left", &client_id, at);
     run_hook(core, rk, now, |logic, ctx| logic.on_leave(ctx, &client_id));
     let room = core.rooms.get(rk).expect("live room");
     if room.members.is_empty() && !room.is_reserved(now) {
