@@ -73,6 +73,8 @@ struct Conn {
     deferred: bool,
     /// Accepted past a connection cap only to be answered 503.
     refused: bool,
+    /// The last read returned less than asked (see `Io::drained`).
+    drained: bool,
 }
 
 /// Tungstenite's view of a socket: reads from it; its own writes (pongs, close replies)
@@ -80,11 +82,20 @@ struct Conn {
 struct Io<'a> {
     stream: &'a mut TcpStream,
     out: &'a mut Vec<u8>,
+    /// A read returned less than asked: the socket is empty until epoll says otherwise
+    /// (edge-triggered epoll reports every new arrival), so the next read would only
+    /// return EAGAIN — answer WouldBlock without the syscall.
+    drained: &'a mut bool,
 }
 
 impl Read for Io<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stream.read(buf)
+        if *self.drained {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = self.stream.read(buf)?;
+        *self.drained = n < buf.len();
+        Ok(n)
     }
 }
 
@@ -420,6 +431,7 @@ impl Shard {
                         next_flush_us: 0,
                         deferred: false,
                         refused: full,
+                        drained: false,
                     });
                     if full {
                         self.write_reply(t, now);
@@ -446,6 +458,8 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(t) else {
             return;
         };
+        // A readiness event means new bytes may be there.
+        conn.drained = false;
         match conn.state {
             ConnState::Http { .. } => self.read_http(t, now),
             ConnState::Ws { .. } => self.read_ws(t, now),
@@ -554,6 +568,7 @@ impl Shard {
             let mut io = Io {
                 stream: &mut conn.stream,
                 out: &mut self.tung_out,
+                drained: &mut conn.drained,
             };
             let result = ctx.read(&mut io);
             if !self.tung_out.is_empty() {
@@ -583,12 +598,14 @@ impl Shard {
                     if let Some(Conn {
                         stream,
                         state: ConnState::Ws { ctx },
+                        drained,
                         ..
                     }) = self.conns.get_mut(t)
                     {
                         let mut io = Io {
                             stream,
                             out: &mut self.tung_out,
+                            drained,
                         };
                         let _ = ctx.flush(&mut io);
                     }
@@ -845,6 +862,7 @@ impl Shard {
             next_flush_us: 0,
             deferred: false,
             refused: false,
+            drained: false,
         });
         let key = self.core.handle_adopt(moved.session, t, now);
         self.conns[t].session = Some(key);
