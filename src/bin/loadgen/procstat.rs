@@ -38,6 +38,23 @@ pub fn proc_cpu_us(pid: u32) -> Option<(u64, u64)> {
     Some((ut * tick, st * tick))
 }
 
+/// The whole box's idle time in µs (idle + iowait, all CPUs) and the CPU count. Idle time
+/// is measured precisely under NO_HZ while the busy fields are tick samples, so busy time
+/// is best taken as wall time × CPUs − idle.
+pub fn box_idle_us() -> Option<(u64, usize)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let cpus = text
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count();
+    Some(((v.get(3)? + v.get(4)?) * clock_tick_us(), cpus))
+}
+
 /// (VmRSS, VmHWM) in KiB.
 pub fn proc_rss_kb(pid: u32) -> Option<(u64, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -58,8 +75,8 @@ pub fn proc_task_cpus(pid: u32) -> Option<(u64, usize)> {
         let Ok(text) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        if let Some(cpu) = stat_fields(&text)
-            .and_then(|f| f.get(36).and_then(|c| c.parse::<u32>().ok()))
+        if let Some(cpu) =
+            stat_fields(&text).and_then(|f| f.get(36).and_then(|c| c.parse::<u32>().ok()))
         {
             mask |= 1u64 << cpu.min(63);
             threads += 1;
@@ -88,6 +105,7 @@ mod tests {
     fn reads_own_process() {
         let pid = std::process::id();
         assert!(proc_cpu_us(pid).is_some());
+        assert!(box_idle_us().is_some_and(|(_, cpus)| cpus >= 1));
         let (rss, hwm) = proc_rss_kb(pid).unwrap();
         assert!(rss > 0 && hwm >= rss);
         let (mask, threads) = proc_task_cpus(pid).unwrap();

@@ -1,0 +1,415 @@
+#!/usr/bin/env bash
+# Side-by-side comparison: huddle (one shard) and the uWebSockets.js room relay
+# (../shared/peers/uws-relay.sh), each pinned to one CPU, driven by `loadgen` pinned to
+# another, in one invocation. Prints one table per scenario (see ../shared/BENCHMARKS.md).
+#
+# Usage: benches/compare.sh [--quick] [SCENARIO...]
+#   scenarios: fanout fanout10 fanout40 flush bigroom hugeroom idle saturate
+#              (default: all but flush; `flush` = fanout with huddle at
+#              limits.flush_interval_us 0 and 1000; `all` = every one)
+#   --quick    smoke mode: 2 s measured + 1 s warm-up, few connections
+# Environment:
+#   DURATION=10 WARMUP=3    measured window and warm-up, seconds
+#   SAT_DURATION=5 SAT_WARMUP=2 SAT_RATES="20 30 40 60 80 100 130 160 200"
+#   HUDDLE_FLUSH="0"        huddle variants: flush_interval_us values (each one a row)
+#   PEERS="uws"             peers to compare with ("" = huddle only)
+#   CODEC=json              huddle's codec (json | msgpack)
+#   BATCH_US=               loadgen --batch-us (poll tick, µs; empty = loadgen's default, 100)
+#   SERVER_CPU=0 LOADGEN_CPU=1
+#   QUIET_BUSY_MAX=15       % of the box busy (1 s sample) above which a run waits...
+#   QUIET_WAIT=120          ...at most this many seconds, then runs anyway, marked noisy
+#   OTHER_MAX=15 RETRIES=2  a run during which other processes used > OTHER_MAX % of a core
+#                           is run again (at most RETRIES times; the last one is kept)
+#   NO_BUILD=1              skip `cargo build --release --bins`
+#   OUT=DIR                 where logs and raw summary lines go (default target/compare/DATE)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+cd "$root"
+
+quick=0
+scenarios=()
+for arg in "$@"; do
+  case "$arg" in
+    --quick) quick=1 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "unknown option $arg" >&2; exit 2 ;;
+    *) scenarios+=("$arg") ;;
+  esac
+done
+if [ ${#scenarios[@]} -eq 0 ]; then
+  scenarios=(fanout fanout10 fanout40 bigroom hugeroom idle saturate)
+elif [ "${scenarios[0]}" = all ]; then
+  scenarios=(fanout fanout10 fanout40 flush bigroom hugeroom idle saturate)
+fi
+
+if [ $quick = 1 ]; then
+  DURATION=${DURATION:-2}; WARMUP=${WARMUP:-1}
+  SAT_DURATION=${SAT_DURATION:-2}; SAT_WARMUP=${SAT_WARMUP:-1}
+  SAT_RATES=${SAT_RATES:-"20 40 60"}
+  QUIET_WAIT=${QUIET_WAIT:-10}
+else
+  DURATION=${DURATION:-10}; WARMUP=${WARMUP:-3}
+  SAT_DURATION=${SAT_DURATION:-5}; SAT_WARMUP=${SAT_WARMUP:-2}
+  SAT_RATES=${SAT_RATES:-"20 30 40 60 80 100 130 160 200"}
+  QUIET_WAIT=${QUIET_WAIT:-120}
+fi
+HUDDLE_FLUSH=${HUDDLE_FLUSH:-0}
+PEERS=${PEERS-uws}
+CODEC=${CODEC:-json}
+SERVER_CPU=${SERVER_CPU:-0}
+LOADGEN_CPU=${LOADGEN_CPU:-1}
+QUIET_BUSY_MAX=${QUIET_BUSY_MAX:-15}
+OTHER_MAX=${OTHER_MAX:-15}
+RETRIES=${RETRIES:-2}
+OUT=${OUT:-$root/target/compare/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+results="$OUT/results.txt"
+: > "$results"
+
+huddle_bin=$root/target/release/huddle
+loadgen_bin=$root/target/release/loadgen
+uws_sh=$root/../shared/peers/uws-relay.sh
+
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 12000 ]; then
+  echo "warning: ulimit -n is $(ulimit -n); 5000-connection scenarios need ~10000" >&2
+fi
+if [ "$(nproc)" -lt 2 ]; then
+  echo "warning: fewer than 2 CPUs: server and loadgen share one" >&2
+fi
+
+if [ "${NO_BUILD:-0}" != 1 ]; then
+  echo "== cargo build --release --bins" >&2
+  cargo build --release --bins >&2
+fi
+[ -x "$huddle_bin" ] && [ -x "$loadgen_bin" ] || { echo "missing $huddle_bin or $loadgen_bin" >&2; exit 1; }
+if [[ " $PEERS " == *" uws "* ]] && [ ! -f "$uws_sh" ]; then
+  echo "warning: $uws_sh not found: running huddle only" >&2
+  PEERS=""
+fi
+
+current_pid=""
+cleanup() {
+  if [ -n "$current_pid" ]; then kill "$current_pid" 2>/dev/null || true; fi
+}
+trap cleanup EXIT INT TERM
+
+# --- the box -------------------------------------------------------------------------------
+
+# Busy % of the whole box (all CPUs) over a 1 s sample.
+busy_pct() {
+  local a b
+  a=($(head -1 /proc/stat)); sleep 1; b=($(head -1 /proc/stat))
+  local tot=0 idle=0 i
+  for i in 1 2 3 4 5 6 7 8; do tot=$((tot + b[i] - a[i])); done
+  idle=$((b[4] - a[4] + b[5] - a[5]))
+  [ "$tot" -gt 0 ] || { echo 0; return; }
+  echo $(( (tot - idle) * 100 / tot ))
+}
+
+# Waits (up to QUIET_WAIT s) for a quiet box; sets `noisy` to the busy % when it never got quiet.
+noisy=""
+wait_quiet() {
+  local waited=0 b
+  noisy=""
+  while :; do
+    b=$(busy_pct)
+    if [ "$b" -le "$QUIET_BUSY_MAX" ]; then return 0; fi
+    if [ "$waited" -ge "$QUIET_WAIT" ]; then
+      echo "warning: box still ${b}% busy after ${waited}s (load: $(cut -d' ' -f1-3 /proc/loadavg)); running anyway, marked noisy" >&2
+      noisy=$b
+      return 0
+    fi
+    [ "$waited" = 0 ] && echo "box ${b}% busy (load $(cut -d' ' -f1-3 /proc/loadavg)): waiting for quiet (max ${QUIET_WAIT}s)" >&2
+    sleep 4; waited=$((waited + 5))
+  done
+}
+
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 20000))
+    ss -Htln "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return; }
+  done
+}
+
+wait_listen() { # port pid timeout_s
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    ss -Htln "sport = :$1" 2>/dev/null | grep -q . && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# Every thread of PID allowed only on SERVER_CPU (taskset) — prints the offenders.
+affinity_violations() {
+  local t list bad=""
+  for t in /proc/"$1"/task/*; do
+    list=$(taskset -pc "${t##*/}" 2>/dev/null | sed 's/.*: //') || continue
+    [ "$list" = "$SERVER_CPU" ] || bad="$bad ${t##*/}:$list"
+  done
+  echo "$bad"
+}
+
+# --- one run -------------------------------------------------------------------------------
+
+# run_once LABEL KIND FLUSH SCENARIO -- loadgen args...
+# KIND: huddle | uws. Sets `line` to loadgen's summary (plus the script's own checks).
+line=""
+run_once() {
+  local label=$1 kind=$2 flush=$3 scen=$4; shift 5
+  local port pid log cfg url extra=()
+  wait_quiet
+  port=$(free_port)
+  log="$OUT/${scen}-${label// /_}-$port"
+  case "$kind" in
+    huddle)
+      cfg="$log.toml"
+      cat > "$cfg" <<EOF
+pin_shards = false
+[limits]
+msgs_per_s = 100000
+msgs_burst = 100000
+flush_interval_us = $flush
+EOF
+      taskset -c "$SERVER_CPU" "$huddle_bin" --config "$cfg" --listen "127.0.0.1:$port" --shards 1 \
+        > "$log.server.log" 2>&1 &
+      pid=$!
+      url="ws://127.0.0.1:$port/rooms"
+      extra=(--codec "$CODEC")
+      ;;
+    uws)
+      taskset -c "$SERVER_CPU" bash "$uws_sh" "$port" > "$log.server.log" 2>&1 &
+      pid=$!
+      url="ws://127.0.0.1:$port"
+      extra=(--peer-relay)
+      ;;
+  esac
+  current_pid=$pid
+  # The first uWS start installs the npm package: allow for it.
+  if ! wait_listen "$port" "$pid" 300; then
+    echo "error: $label did not start (see $log.server.log)" >&2
+    line="setup_ok=0 error=server_did_not_start"
+    kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+    return
+  fi
+  local aff_before aff_after rc=0
+  aff_before=$(affinity_violations "$pid")
+  [ -z "${BATCH_US:-}" ] || extra+=(--batch-us "$BATCH_US")
+  line=$(taskset -c "$LOADGEN_CPU" "$loadgen_bin" --url "$url" "${extra[@]}" --server-pid "$pid" -q \
+    "$@" 2> "$log.loadgen.log") || rc=$?
+  aff_after=$(affinity_violations "$pid")
+  local alive=1
+  kill -0 "$pid" 2>/dev/null || alive=0
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  current_pid=""
+  [ -n "$line" ] || line="setup_ok=0 error=loadgen_rc_$rc"
+  [ -z "$aff_before$aff_after" ] || line="$line affinity_bad=${aff_before// /}${aff_after// /}"
+  [ $alive = 1 ] || line="$line server_died=1"
+  [ -z "$noisy" ] || line="$line noisy_busy_pct=$noisy"
+}
+
+# Other load on the box during a run's window, in % of one core (box - server - loadgen).
+other_load() {
+  local b s c
+  b=$(kv "$1" box_cpu_pct); s=$(kv "$1" server_cpu_pct); c=$(kv "$1" client_cpu_pct)
+  if [ -n "$b" ] && [ -n "$s" ] && [ -n "$c" ]; then
+    awk -v b="$b" -v s="$s" -v c="$c" 'BEGIN{printf "%.0f", b - s - c}'
+  else
+    echo 0
+  fi
+}
+
+# run_one: run_once, again (up to RETRIES times) while other load disturbed the window.
+# Appends "SCENARIO|LABEL|summary" to $results.
+run_one() {
+  local try o
+  for ((try = 0; ; try++)); do
+    run_once "$@"
+    o=$(other_load "$line")
+    if [ "$o" -le "$OTHER_MAX" ] || [ "$try" -ge "$RETRIES" ]; then break; fi
+    echo "note: $1 ($4): other load ${o}% of a core during the window; running it again" >&2
+    echo "$4|$1 (discarded: other load ${o}%)|$line" >> "$results"
+  done
+  echo "$4|$1|$line" >> "$results"
+}
+
+# Field KEY of a summary line (empty when absent).
+kv() { tr ' ' '\n' <<< "$1" | sed -n "s/^$2=//p" | head -1; }
+
+# --- tables --------------------------------------------------------------------------------
+
+# awk-evaluated condition on numbers: cond EXPR var=value...
+num() { local e=$1; shift; awk "$@" "BEGIN{exit !($e)}"; }
+
+notes_of() {
+  local l=$1 n="" r c e sc o
+  [ "$(kv "$l" setup_ok)" = 1 ] || n="$n setup-failed($(kv "$l" ready)/$(kv "$l" conns)-ready)"
+  r=$(kv "$l" ratio); c=$(kv "$l" client_cpu_pct); e=$(kv "$l" errors)
+  if [ -n "$r" ] && num "r < 0.99" -v r="$r"; then n="$n ratio<0.99"; fi
+  if [ -n "$c" ] && num "c >= 70" -v c="$c"; then n="$n loadgen>=70%"; fi
+  if [ -n "$e" ] && [ "$e" != 0 ]; then n="$n errors=$e"; fi
+  local f lost; f=$(kv "$l" failed); lost=$(kv "$l" lost)
+  if [ -n "$f" ] && [ "$f" != 0 ]; then n="$n conns-failed-in-setup=$f"; fi
+  if [ -n "$lost" ] && [ "$lost" != 0 ]; then n="$n conns-lost=$lost"; fi
+  sc=$(kv "$l" server_cpus)
+  if [ -n "$sc" ] && [ "$sc" != "$SERVER_CPU" ] && [ "$sc" != - ]; then n="$n server-ran-on-cpu:$sc"; fi
+  if [ -n "$(kv "$l" affinity_bad)" ]; then n="$n affinity:$(kv "$l" affinity_bad)"; fi
+  if [ -n "$(kv "$l" server_died)" ]; then n="$n server-died"; fi
+  o=$(other_load "$l")
+  if [ "$o" -gt "$OTHER_MAX" ]; then n="$n other-load=${o}%"; fi
+  if [ -n "$(kv "$l" noisy_busy_pct)" ]; then n="$n noisy-start"; fi
+  echo "${n# }"
+}
+
+table_header() {
+  printf '\n== %s: %s\n' "$1" "$2"
+  printf '%-14s %10s %7s %15s %11s %12s %9s %8s %10s %9s  %s\n' \
+    server "deliv/s" ratio "p50/p99 us" "srv us/msg" "user us/msg" "peak RSS" "lg CPU" "lg us/msg" "vs uWS" notes
+}
+
+table_row() { # label line peer_us
+  local l=$2 peer=$3 us vs="-" rss
+  us=$(kv "$l" server_us_per_msg)
+  if [ -n "$peer" ] && [ -n "$us" ] && [ "$peer" != 0 ] && [ "$us" != 0 ]; then
+    vs=$(awk -v a="$us" -v b="$peer" 'BEGIN{printf "%.2fx", a / b}')
+  fi
+  rss=$(kv "$l" server_peak_rss_kb)
+  [ -z "$rss" ] || rss=$(awk -v k="$rss" 'BEGIN{printf "%.1f MB", k / 1024}')
+  printf '%-14s %10s %7s %15s %11s %12s %9s %8s %10s %9s  %s\n' "$1" \
+    "$(kv "$l" delivered_per_s)" "$(kv "$l" ratio)" "$(kv "$l" p50_us)/$(kv "$l" p99_us)" \
+    "${us:--}" "$(kv "$l" server_user_us_per_msg)" "${rss:--}" "$(kv "$l" client_cpu_pct)%" \
+    "$(kv "$l" client_us_per_msg)" "$vs" \
+    "$(notes_of "$l")"
+}
+
+# Runs every server for one scenario and prints its table.
+# compare SCENARIO DESCRIPTION FLUSH_LIST -- loadgen args...
+compare() {
+  local scen=$1 desc=$2 flushes=$3; shift 4
+  local labels=() lines=() f peer_us=""
+  for f in $flushes; do
+    local label=huddle
+    [ "$f" = 0 ] || label="huddle f=$f"
+    run_one "$label" huddle "$f" "$scen" -- "$@"
+    labels+=("$label"); lines+=("$line")
+  done
+  for p in $PEERS; do
+    run_one "$p" "$p" 0 "$scen" -- "$@"
+    labels+=("$p"); lines+=("$line")
+    [ "$p" = uws ] && peer_us=$(kv "$line" server_us_per_msg)
+  done
+  table_header "$scen" "$desc"
+  local i
+  for i in "${!labels[@]}"; do
+    table_row "${labels[$i]}" "${lines[$i]}" "$peer_us"
+  done
+}
+
+# --- scenarios -----------------------------------------------------------------------------
+
+common=(--duration "$DURATION" --warmup "$WARMUP" --size 64)
+if [ $quick = 1 ]; then
+  fan=(--conns 200 --room 10); big=(--conns 200 --room 50)
+  huge=(--conns 400 --room 400 --senders 20); idle_conns=500
+else
+  fan=(--conns 1000 --room 10); big=(--conns 1000 --room 50)
+  huge=(--conns 5000 --room 5000 --senders 20); idle_conns=5000
+fi
+
+scenario_idle() {
+  local labels=() lines=() p
+  local args=(--conns "$idle_conns" --room 10 --rate 0 --duration "$DURATION" --warmup 1)
+  run_one huddle huddle 0 idle -- "${args[@]}"
+  labels+=(huddle); lines+=("$line")
+  for p in $PEERS; do
+    run_one "$p" "$p" 0 idle -- "${args[@]}"
+    labels+=("$p"); lines+=("$line")
+  done
+  printf '\n== idle: %s connections handshaken and in rooms of 10, silent; RSS per connection = (RSS with conns - RSS at start) / conns\n' "$idle_conns"
+  printf '%-14s %8s %12s %14s %12s %12s %10s  %s\n' server conns "RSS start" "RSS w/ conns" "B per conn" "peak RSS" "idle CPU" notes
+  local i l
+  for i in "${!labels[@]}"; do
+    l=${lines[$i]}
+    printf '%-14s %8s %12s %14s %12s %12s %10s  %s\n' "${labels[$i]}" "$(kv "$l" ready)" \
+      "$(awk -v k="$(kv "$l" server_rss_start_kb)" 'BEGIN{printf "%.1f MB", k/1024}')" \
+      "$(awk -v k="$(kv "$l" server_rss_kb)" 'BEGIN{printf "%.1f MB", k/1024}')" \
+      "$(kv "$l" server_rss_per_conn_b)" \
+      "$(awk -v k="$(kv "$l" server_peak_rss_kb)" 'BEGIN{printf "%.1f MB", k/1024}')" \
+      "$(kv "$l" server_cpu_pct)%" "$(notes_of "$l")"
+  done
+}
+
+# Raises the fanout rate until the ratio drops below 0.99 (or errors), per server.
+scenario_saturate() {
+  local kinds=() p
+  for f in $HUDDLE_FLUSH; do kinds+=("huddle:$f"); done
+  for p in $PEERS; do kinds+=("$p:0"); done
+  printf '\n== saturate: fanout shape (%s), rate raised until ratio < 0.99; est. ceiling = deliv/s / server CPU share\n' "${fan[*]}"
+  printf '%-14s %6s %10s %7s %15s %11s %9s %9s %12s  %s\n' server rate "deliv/s" ratio "p50/p99 us" "srv us/msg" "srv CPU" "lg CPU" "est/core" notes
+  local k summary=()
+  for k in "${kinds[@]}"; do
+    local kind=${k%%:*} f=${k#*:} label rate best="" best_est="" best_rate="-" how=""
+    label=$kind; [ "$kind" != huddle ] || [ "$f" = 0 ] || label="huddle f=$f"
+    for rate in $SAT_RATES; do
+      run_one "$label" "$kind" "$f" saturate -- "${fan[@]}" --rate "$rate" --size 64 \
+        --duration "$SAT_DURATION" --warmup "$SAT_WARMUP"
+      local l=$line r c s d est
+      r=$(kv "$l" ratio); c=$(kv "$l" client_cpu_pct); s=$(kv "$l" server_cpu_pct); d=$(kv "$l" delivered_per_s)
+      est=-
+      if [ -n "$s" ] && [ -n "$d" ] && num "s > 0" -v s="$s"; then
+        est=$(awk -v d="$d" -v s="$s" 'BEGIN{printf "%.0f", d / (s / 100)}')
+      fi
+      printf '%-14s %6s %10s %7s %15s %11s %9s %9s %12s  %s\n' "$label" "$rate" "${d:--}" "${r:--}" \
+        "$(kv "$l" p50_us)/$(kv "$l" p99_us)" "$(kv "$l" server_us_per_msg)" "${s:--}%" "${c:--}%" "$est" \
+        "$(notes_of "$l")"
+      if [ "$(kv "$l" setup_ok)" != 1 ] || [ -z "$r" ] || num "r < 0.99" -v r="$r" \
+        || [ "$(kv "$l" errors)" != 0 ]; then
+        if [ -n "$c" ] && num "c >= 70" -v c="$c"; then
+          how="loadgen at ${c}% with ratio < 0.99 at rate $rate"
+        else
+          how="ratio < 0.99 at rate $rate"
+        fi
+        break
+      fi
+      # The highest rate that still delivers ≥ 0.99 gives the estimate (server CPU per
+      # message stays meaningful even when the loadgen is past 70%).
+      best=$d; best_est=$est; best_rate=$rate
+      if num "c >= 70" -v c="$c"; then
+        how="loadgen at ${c}% first"
+        break
+      fi
+    done
+    [ -n "$how" ] || how="top of SAT_RATES reached"
+    if [[ "$how" == loadgen* ]] || [[ "$how" == top* ]]; then
+      summary+=("$(printf '%-14s ceiling ~ %s deliveries/s per core, ESTIMATED (deliv/s / server CPU share at rate %s: %s/s; %s) ~ %s players/core' \
+        "$label" "${best_est:--}" "$best_rate" "${best:--}" "$how" "$(awk -v e="${best_est:-0}" 'BEGIN{printf "%.0f", e/200}')")")
+    else
+      summary+=("$(printf '%-14s ceiling = %s deliveries/s, measured (last rate >= 0.99: %s; %s; estimate there %s/core) ~ %s players/core' \
+        "$label" "${best:--}" "$best_rate" "$how" "${best_est:--}" "$(awk -v e="${best:-0}" 'BEGIN{printf "%.0f", e/200}')")")
+    fi
+  done
+  printf '%s\n' "${summary[@]}"
+}
+
+echo "compare $(date -u +%FT%TZ): huddle (1 shard, CPU $SERVER_CPU, codec $CODEC) vs [${PEERS:-none}]; loadgen on CPU $LOADGEN_CPU (poll tick ${BATCH_US:-100} us); ${DURATION}s measured + ${WARMUP}s warm-up; out: $OUT"
+for s in "${scenarios[@]}"; do
+  case "$s" in
+    fanout)   compare fanout "${fan[*]}, 20 msg/s of 64 B each, echo to all members" "$HUDDLE_FLUSH" -- "${fan[@]}" --rate 20 "${common[@]}" ;;
+    fanout10) compare fanout10 "${fan[*]}, 10 msg/s" "$HUDDLE_FLUSH" -- "${fan[@]}" --rate 10 "${common[@]}" ;;
+    fanout40) compare fanout40 "${fan[*]}, 40 msg/s" "$HUDDLE_FLUSH" -- "${fan[@]}" --rate 40 "${common[@]}" ;;
+    flush)    compare flush "fanout (${fan[*]}, 20 msg/s) with huddle flush_interval_us 0 and 1000" "0 1000" -- "${fan[@]}" --rate 20 "${common[@]}" ;;
+    bigroom)  compare bigroom "${big[*]}, 2 msg/s each" "$HUDDLE_FLUSH" -- "${big[@]}" --rate 2 "${common[@]}" ;;
+    hugeroom) compare hugeroom "${huge[*]} (one room), 1 msg/s per sender" "$HUDDLE_FLUSH" -- "${huge[@]}" --rate 1 --setup-timeout 20 "${common[@]}" ;;
+    idle)     scenario_idle ;;
+    saturate) scenario_saturate ;;
+    *) echo "unknown scenario $s (fanout fanout10 fanout40 flush bigroom hugeroom idle saturate)" >&2; exit 2 ;;
+  esac
+done
+echo
+echo "raw summary lines: $results"
