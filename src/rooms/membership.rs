@@ -144,6 +144,20 @@ pub fn join_here(core: &mut ShardCore, at: MemberAt, join: PendingJoin, now: u64
     join_member(core, at, None, join, now);
 }
 
+/// A joiner on another shard learns the outcome of its forwarded join (its shard keeps
+/// the membership only when it succeeded).
+fn tell_remote_joiner(core: &mut ShardCore, at: MemberAt, join: &PendingJoin, ok: bool) {
+    if let MemberAt::Remote(shard, key) = at {
+        let msg = MeshMsg::JoinResult {
+            session: key,
+            room_id: join.room_id.clone(),
+            ok,
+            rid: join.rid.clone(),
+        };
+        core.post(shard, msg);
+    }
+}
+
 pub(super) fn join_member(
     core: &mut ShardCore,
     at: MemberAt,
@@ -161,17 +175,7 @@ pub(super) fn join_member(
     let rid = join.rid.as_deref();
     let refuse_join = |core: &mut ShardCore, r: Refusal| {
         refuse(core, peer, rid, Some(&join.room_id), &r);
-        if let MemberAt::Remote(shard, key) = at {
-            core.post(
-                shard,
-                MeshMsg::JoinResult {
-                    session: key,
-                    room_id: join.room_id.clone(),
-                    ok: false,
-                    rid: join.rid.clone(),
-                },
-            );
-        }
+        tell_remote_joiner(core, at, &join, false);
     };
     let rk = match core.room_ids.get(&join.room_id) {
         Some(&rk) => {
@@ -200,17 +204,8 @@ pub(super) fn join_member(
         }
         None => create_room(core, &join, now),
     };
-    if let MemberAt::Remote(shard, key) = at {
-        core.post(
-            shard,
-            MeshMsg::JoinResult {
-                session: key,
-                room_id: join.room_id.clone(),
-                ok: true,
-                rid: join.rid.clone(),
-            },
-        );
-    } else if let MemberAt::Local(key) = at {
+    tell_remote_joiner(core, at, &join, true);
+    if let MemberAt::Local(key) = at {
         let home = core.id;
         rooms_mut(core, key).memberships.push(Membership {
             room_id: join.room_id.clone(),
