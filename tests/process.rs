@@ -64,18 +64,20 @@ fn start(args: &[&str]) -> Running {
 }
 
 fn handshake(addr: &str) -> tungstenite::WebSocket<TcpStream> {
+    handshake_with(addr, r#"{"v":1,"codecs":["json"],"project_id":"demo"}"#).0
+}
+
+/// Connects, sends `hello`, and returns the socket and the `handshake.ok` text.
+fn handshake_with(addr: &str, hello: &str) -> (tungstenite::WebSocket<TcpStream>, String) {
     let stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let (mut ws, _) = tungstenite::client::client(format!("ws://{addr}/rooms"), stream).unwrap();
-    ws.send(Message::text(
-        r#"{"v":1,"codecs":["json"],"project_id":"demo"}"#,
-    ))
-    .unwrap();
-    let ok = ws.read().unwrap().into_text().unwrap();
+    ws.send(Message::text(hello)).unwrap();
+    let ok = ws.read().unwrap().into_text().unwrap().to_string();
     assert!(ok.contains("handshake.ok"), "{ok}");
-    ws
+    (ws, ok)
 }
 
 fn sigterm(child: &Child) {
@@ -158,17 +160,8 @@ fn token_subcommand_mints_a_token_the_server_accepts() {
         "--listen",
         "127.0.0.1:0",
     ]);
-    let stream = TcpStream::connect(&run.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let (mut ws, _) =
-        tungstenite::client::client(format!("ws://{}/rooms", run.addr), stream).unwrap();
-    ws.send(Message::text(format!(
-        r#"{{"v":1,"codecs":["json"],"project_id":"demo","token":"{token}"}}"#
-    )))
-    .unwrap();
-    let ok = ws.read().unwrap().into_text().unwrap();
+    let hello = format!(r#"{{"v":1,"codecs":["json"],"project_id":"demo","token":"{token}"}}"#);
+    let (_ws, ok) = handshake_with(&run.addr, &hello);
     assert!(ok.contains(r#""authenticated":true"#), "{ok}");
     // the same project without a secret: a clear error
     let out = Command::new(BIN)

@@ -334,20 +334,8 @@ pub(super) fn leave(
         let r = Refusal::new(ErrorCode::NotInRoom, format!("not in room {room_id:?}"));
         return refuse(core, peer, env.rid, Some(room_id), &r);
     };
-    let rs = rooms_mut(core, key);
-    rs.forget(room_id);
-    if m.home == core.id {
-        leave_here(core, MemberAt::Local(key), &m.room_id, env.rid, now);
-    } else {
-        core.post(
-            m.home,
-            MeshMsg::RemoteLeave {
-                from: key,
-                room_id: m.room_id,
-                rid: env.rid.map(Box::from),
-            },
-        );
-    }
+    rooms_mut(core, key).forget(room_id);
+    leave_membership(core, key, m, env.rid, now);
 }
 
 /// A member leaves a room whose home is this shard: `room.left` and `room.members` to the
@@ -407,18 +395,28 @@ pub fn leave_all(core: &mut ShardCore, key: SessionKey, now: u64) {
     };
     let memberships = std::mem::take(&mut rs.memberships);
     for m in memberships {
-        if m.home == core.id {
-            leave_here(core, MemberAt::Local(key), &m.room_id, None, now);
-        } else {
-            core.post(
-                m.home,
-                MeshMsg::RemoteLeave {
-                    from: key,
-                    room_id: m.room_id,
-                    rid: None,
-                },
-            );
-        }
+        leave_membership(core, key, m, None, now);
+    }
+}
+
+/// A local session leaves one room: here, or through the mesh at the room's home (which
+/// answers the RPC, if any).
+fn leave_membership(
+    core: &mut ShardCore,
+    key: SessionKey,
+    m: Membership,
+    rid: Option<&str>,
+    now: u64,
+) {
+    if m.home == core.id {
+        leave_here(core, MemberAt::Local(key), &m.room_id, rid, now);
+    } else {
+        let msg = MeshMsg::RemoteLeave {
+            from: key,
+            room_id: m.room_id,
+            rid: rid.map(Box::from),
+        };
+        core.post(m.home, msg);
     }
 }
 
