@@ -88,3 +88,80 @@ fn without_a_flush_interval_each_turn_writes() {
     assert_eq!(got, 8);
     assert!(writes >= 4, "{writes} writes for 8 frames sent 10 ms apart");
 }
+
+/// One burst from a client: the frames of a turn leave in as few writes as the socket
+/// takes, small ones gathered into one buffer, large ones written vectored, all in order.
+fn writes_for_burst(sizes: &[usize]) -> (u64, Vec<String>) {
+    let mut cfg = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        shards: 1,
+        pin_shards: false,
+        ..Config::default()
+    };
+    cfg.limits.frame_bytes_max = 64 * 1024;
+    let server = Server::start(cfg).unwrap();
+    let addr = server.addr.to_string();
+    let stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let (mut ws, _) = tungstenite::client::client(format!("ws://{addr}/rooms"), stream).unwrap();
+    ws.send(Message::text(
+        r#"{"v":1,"codecs":["json"],"project_id":"p"}"#,
+    ))
+    .unwrap();
+    ws.read().unwrap();
+    ws.send(Message::text(
+        r#"{"v":1,"t":"room.join_or_create","rid":"j","room":"r"}"#,
+    ))
+    .unwrap();
+    for _ in 0..4 {
+        ws.read().unwrap(); // reply, joined, members, snapshot
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let before = metric(&addr, "huddle_writes_total");
+    // Queued without flushing, then written at once: one burst on the wire.
+    let sent: Vec<String> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| format!("{i}:{}", "x".repeat(size)))
+        .collect();
+    for data in &sent {
+        ws.write(Message::text(format!(
+            r#"{{"v":1,"t":"room.message","room":"r","p":{{"type":"t","data":"{data}"}}}}"#
+        )))
+        .unwrap();
+    }
+    ws.flush().unwrap();
+    let mut got = Vec::new();
+    while got.len() < sent.len() {
+        if let Message::Text(t) = ws.read().unwrap() {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            got.push(v["p"]["data"].as_str().unwrap().to_string());
+        }
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let writes = metric(&addr, "huddle_writes_total") - before - 1;
+    server.stop();
+    assert_eq!(got, sent, "every frame, whole and in order");
+    (writes, got)
+}
+
+#[test]
+fn small_frames_of_one_turn_leave_in_one_gathered_write() {
+    let (writes, got) = writes_for_burst(&[40; 20]);
+    assert_eq!(got.len(), 20);
+    assert!(
+        writes <= 2,
+        "{writes} writes for 20 small frames of one burst"
+    );
+}
+
+#[test]
+fn large_frames_of_one_turn_leave_in_vectored_writes_in_order() {
+    // 24 KiB in all: past the gather bound, written vectored straight from the frames.
+    let sizes = [100, 100, 20_000, 100, 4_000, 100];
+    let (writes, got) = writes_for_burst(&sizes);
+    assert_eq!(got.len(), sizes.len());
+    assert!(writes <= 3, "{writes} writes for one burst of 6 frames");
+}
