@@ -36,8 +36,9 @@ pub struct Limits {
     /// Above this many queued bytes a connection is congested: unreliable frames replace a
     /// queued frame of the same (sender, type) or are dropped.
     pub outbound_congested_bytes: usize,
-    /// 0 = flush every reactor turn; otherwise a connection's frames are written at most once
-    /// per this many microseconds (a game tick batching its sends).
+    /// 0 = flush every reactor turn; otherwise a connection's frames are held this many
+    /// microseconds from the first one queued, then written together (a game tick
+    /// batching its sends): at most one write per interval.
     pub flush_interval_us: u64,
     /// Members one room holds when its creator sets no `max_players`.
     pub room_members_max: usize,

@@ -83,14 +83,17 @@ pub struct ShardMetrics {
     errors: [AtomicU64; ERROR_CODES.len()],
 }
 
+// Each shard's counters have one writer, the shard's own thread (`/metrics` only reads
+// them), so updates are a plain load and store: no locked read-modify-write on the
+// per-frame path.
 impl ShardMetrics {
-    /// Adds to a counter.
+    /// Adds to a counter (from the owning shard's thread only).
     pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+        counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
-    /// Subtracts from a gauge.
+    /// Subtracts from a gauge (from the owning shard's thread only).
     pub fn sub(counter: &AtomicU64, n: u64) {
-        counter.fetch_sub(n, Ordering::Relaxed);
+        counter.store(counter.load(Ordering::Relaxed) - n, Ordering::Relaxed);
     }
     /// Counts a drop.
     pub fn dropped(&self, reason: DropReason) {
@@ -98,12 +101,12 @@ impl ShardMetrics {
             .iter()
             .position(|r| *r == reason)
             .unwrap_or(0);
-        self.drops[i].fetch_add(1, Ordering::Relaxed);
+        Self::add(&self.drops[i], 1);
     }
     /// Counts an error sent to a client.
     pub fn error(&self, code: &str) {
         if let Some(i) = ERROR_CODES.iter().position(|c| *c == code) {
-            self.errors[i].fetch_add(1, Ordering::Relaxed);
+            Self::add(&self.errors[i], 1);
         }
     }
     /// A drop counter's value.

@@ -4,6 +4,7 @@
 //! sessions through the mesh, and writes each connection's frames with one vectored write
 //! per turn. Protocol decisions are the core's, not this module's.
 
+use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -35,7 +36,7 @@ const ACCEPT_PAUSE_MS: u64 = 100;
 /// Mesh messages handled per turn, so one busy peer cannot starve the sockets.
 const MESH_BATCH_MAX: usize = 4_096;
 /// tungstenite's read buffer per connection.
-const READ_BUFFER_BYTES: usize = 512;
+const READ_BUFFER_BYTES: usize = 256;
 /// Connections past a cap that are answered 503 at once (beyond: closed unanswered).
 const REFUSING_MAX: usize = 64;
 /// Zero-timeout polls after a turn's events, while they return more, before writing.
@@ -70,13 +71,12 @@ struct Conn {
     stream: TcpStream,
     state: ConnState,
     session: Option<SessionKey>,
-    opened_ms: u64,
+    /// When the connection was accepted; once `closing_seen`, when a sweep first saw its
+    /// session closing with the close frame unwritten.
+    since_ms: u64,
+    closing_seen: bool,
     /// Registered for WRITABLE too (a write would have blocked).
     wants_write: bool,
-    /// When a sweep first saw the session closing with its close frame unwritten.
-    closing_since_ms: Option<u64>,
-    /// With a flush interval: the earliest time (µs) of the next write.
-    next_flush_us: u64,
     /// In the shard's deferred list.
     deferred: bool,
     /// Accepted past a connection cap only to be answered 503.
@@ -130,6 +130,8 @@ pub struct Shard {
     shutdown: Arc<AtomicBool>,
     total_conns: Arc<AtomicUsize>,
     all_metrics: Arc<Vec<Arc<ShardMetrics>>>,
+    /// This shard's counters (the core's, kept here for the write path).
+    metrics: Arc<ShardMetrics>,
     accept_paused_until: Option<u64>,
     /// Reused buffers.
     message: Vec<u8>,
@@ -142,7 +144,7 @@ pub struct Shard {
     /// `limits.flush_interval_us`.
     flush_interval_us: u64,
     /// Connections whose frames wait for their flush interval: (session, due µs).
-    deferred: Vec<(SessionKey, u64)>,
+    deferred: VecDeque<(SessionKey, u64)>,
     /// Connections accepted past a cap to be answered 503 and closed.
     refusing: usize,
 }
@@ -184,6 +186,7 @@ impl Shard {
         ws_config.max_write_buffer_size = 64 * 1024;
         ws_config.max_message_size = Some(limits.declared_bytes_max());
         ws_config.max_frame_size = Some(limits.declared_bytes_max());
+        let metrics = parts.core.metrics.clone();
         Ok(Shard {
             id: parts.id,
             poll: parts.poll,
@@ -196,6 +199,7 @@ impl Shard {
             shutdown: parts.shutdown,
             total_conns: parts.total_conns,
             all_metrics: parts.all_metrics,
+            metrics,
             accept_paused_until: None,
             message: Vec::new(),
             tung_out: Vec::new(),
@@ -205,7 +209,7 @@ impl Shard {
             mesh_out: Vec::new(),
             last_sweep_ms: 0,
             flush_interval_us: limits.flush_interval_us,
-            deferred: Vec::new(),
+            deferred: VecDeque::new(),
             refusing: 0,
         })
     }
@@ -225,12 +229,7 @@ impl Shard {
         }
         let now_us = self.now_us();
         let core_due_us = self.core.next_deadline().saturating_mul(1000);
-        let flush_due_us = self
-            .deferred
-            .iter()
-            .map(|(_, at)| *at)
-            .min()
-            .unwrap_or(u64::MAX);
+        let flush_due_us = self.deferred.front().map_or(u64::MAX, |&(_, at)| at);
         let due_us = core_due_us.min(flush_due_us).saturating_sub(now_us);
         Duration::from_micros(due_us.clamp(100, crate::core::TICK_MS * 1000))
     }
@@ -385,8 +384,10 @@ impl Shard {
         }
     }
 
-    /// With `limits.flush_interval_us` > 0 a connection is written at most once per
-    /// interval (a game tick batching its frames); closing connections go at once.
+    /// With `limits.flush_interval_us` > 0 a connection's frames are held for one
+    /// interval from the first one queued (a game tick batching its sends), so it is
+    /// written at most once per interval; closing connections go at once. Every hold is
+    /// the same length, so the deferred queue is in due order.
     fn flush_or_defer(&mut self, key: SessionKey, now: u64) {
         let interval = self.flush_interval_us;
         if interval == 0 {
@@ -400,12 +401,11 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(t) else {
             return;
         };
-        if closing || now_us >= conn.next_flush_us {
-            conn.next_flush_us = now_us + interval;
+        if closing {
             self.flush(key, now);
         } else if !conn.deferred {
             conn.deferred = true;
-            self.deferred.push((key, conn.next_flush_us));
+            self.deferred.push_back((key, now_us + interval));
         }
     }
 
@@ -415,21 +415,19 @@ impl Shard {
             return;
         }
         let now_us = self.now_us();
-        let mut waiting = std::mem::take(&mut self.deferred);
-        waiting.retain(|&(key, at)| {
+        while let Some(&(key, at)) = self.deferred.front() {
             if at > now_us {
-                return true;
+                break;
             }
+            self.deferred.pop_front();
             let t = self.core.session(key).map(|s| s.transport);
             if let Some(conn) = t.and_then(|t| self.conns.get_mut(t)) {
-                conn.deferred = false;
-                conn.next_flush_us = now_us + self.flush_interval_us;
+                if conn.session == Some(key) {
+                    conn.deferred = false;
+                }
             }
             self.flush(key, now);
-            false
-        });
-        waiting.append(&mut self.deferred);
-        self.deferred = waiting;
+        }
     }
 
     fn accept_all(&mut self, now: u64) {
@@ -483,10 +481,9 @@ impl Shard {
                         stream,
                         state,
                         session: None,
-                        opened_ms: now,
+                        since_ms: now,
                         wants_write: false,
-                        closing_since_ms: None,
-                        next_flush_us: 0,
+                        closing_seen: false,
                         deferred: false,
                         refused: full,
                         drained: false,
@@ -735,7 +732,6 @@ impl Shard {
     /// Writes a session's queued frames: one vectored write per round, until the queue is
     /// empty or the socket would block.
     fn flush(&mut self, key: SessionKey, now: u64) {
-        let metrics = self.core.metrics.clone();
         let Some(session) = self.core.session_mut(key) else {
             return;
         };
@@ -748,27 +744,23 @@ impl Shard {
         }
         let mut blocked = false;
         while !session.out.is_empty() {
-            let mut slices = [IoSlice::new(&[]); IOVECS_MAX];
-            let n = session.out.slices(&mut slices);
             // Small frames are copied into one buffer: a plain send of contiguous bytes
             // costs the kernel less than a vectored write of many small pieces.
-            let result = if n == 1 {
-                conn.stream.write(&slices[0])
-            } else if slices[..n].iter().map(|s| s.len()).sum::<usize>() <= GATHER_BYTES_MAX {
+            let result = if session.out.bytes() <= GATHER_BYTES_MAX {
                 self.gather.clear();
-                for s in &slices[..n] {
-                    self.gather.extend_from_slice(s);
-                }
+                session.out.gather_into(&mut self.gather);
                 conn.stream.write(&self.gather)
             } else {
+                let mut slices = [IoSlice::new(&[]); IOVECS_MAX];
+                let n = session.out.slices(&mut slices);
                 conn.stream.write_vectored(&slices[..n])
             };
             match result {
                 Ok(0) => return self.disconnect(t, now),
                 Ok(written) => {
                     session.out.advance(written);
-                    ShardMetrics::add(&metrics.bytes_out, written as u64);
-                    ShardMetrics::add(&metrics.writes, 1);
+                    ShardMetrics::add(&self.metrics.bytes_out, written as u64);
+                    ShardMetrics::add(&self.metrics.writes, 1);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     blocked = true;
@@ -840,7 +832,7 @@ impl Shard {
         for (t, c) in self.conns.iter_mut() {
             let gone = match c.state {
                 ConnState::Http { .. } | ConnState::Reply { .. } => {
-                    now >= c.opened_ms + handshake_ms
+                    now >= c.since_ms + handshake_ms
                 }
                 ConnState::Draining { until_ms } => now >= until_ms,
                 ConnState::Ws { .. } => {
@@ -850,7 +842,11 @@ impl Shard {
                         .session
                         .and_then(|k| core.session(k))
                         .is_some_and(|s| s.phase == Phase::Closing);
-                    closing && now >= *c.closing_since_ms.get_or_insert(now) + DRAIN_MS
+                    if closing && !c.closing_seen {
+                        c.closing_seen = true;
+                        c.since_ms = now;
+                    }
+                    closing && now >= c.since_ms + DRAIN_MS
                 }
             };
             if gone {
@@ -927,10 +923,9 @@ impl Shard {
             stream,
             state: ConnState::Ws { ctx },
             session: None,
-            opened_ms: now,
+            since_ms: now,
             wants_write: false,
-            closing_since_ms: None,
-            next_flush_us: 0,
+            closing_seen: false,
             deferred: false,
             refused: false,
             drained: false,
@@ -939,5 +934,15 @@ impl Shard {
         self.conns[t].session = Some(key);
         // Frames may already sit in the WebSocket buffer: epoll will not report them.
         self.read_ws(t, now);
+    }
+}
+#[cfg(test)]
+mod tests {
+    /// Idle memory per connection is these records plus tungstenite's context and read
+    /// buffer (README, `idle`): keep them from growing unnoticed.
+    #[test]
+    fn per_connection_records_stay_small() {
+        assert!(std::mem::size_of::<super::Conn>() <= 80);
+        assert!(std::mem::size_of::<crate::core::session::Session>() <= 320);
     }
 }

@@ -207,6 +207,9 @@ type RemoteBatch = (ShardId, Frame, SmallVec<[SessionKey; 8]>);
 
 /// How often `handle_tick` does its sweep.
 pub const TICK_MS: u64 = 100;
+/// A session that sent nothing for this long gives back its emptied outbound queue's
+/// slots: idle connections hold no queue memory, busy ones keep reusing theirs.
+const QUIET_RELEASE_MS: u64 = 1_000;
 
 impl ShardCore {
     /// A shard core. `seed` 0 seeds the RNG from the OS.
@@ -379,6 +382,9 @@ impl ShardCore {
                 Phase::Closing | Phase::ExpectHandshake { .. } | Phase::Parked { .. } => {}
                 Phase::Open => {
                     let quiet = now.saturating_sub(s.last_rx_ms);
+                    if quiet >= QUIET_RELEASE_MS {
+                        s.out.release_if_empty();
+                    }
                     if quiet >= limits.idle_ms {
                         self.close(key, 1001, "idle");
                     } else if quiet >= limits.ping_ms && !s.pinged {
@@ -482,10 +488,10 @@ impl ShardCore {
             crate::rooms::matchmaking::rekey(self, old, (self.id, key));
         }
         if let Some(join) = pending {
-            crate::rooms::join_here(self, room::MemberAt::Local(key), join, now);
+            crate::rooms::join_here(self, room::MemberAt::Local(key), *join, now);
         }
         let key = match hello {
-            Some(hello) => crate::rooms::resume::finish_handshake(self, key, hello, now),
+            Some(hello) => crate::rooms::resume::finish_handshake(self, key, *hello, now),
             None => key,
         };
         self.settle(now);

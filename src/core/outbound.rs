@@ -134,6 +134,21 @@ impl Outbound {
         n
     }
 
+    /// Frees an empty queue's slots (a connection gone quiet holds no queue memory).
+    pub fn release_if_empty(&mut self) {
+        if self.queue.is_empty() && self.queue.capacity() > 0 {
+            self.queue = VecDeque::new();
+        }
+    }
+
+    /// Appends every unwritten byte to `buf`, front first (a gathered write).
+    pub fn gather_into(&self, buf: &mut Vec<u8>) {
+        for (i, p) in self.queue.iter().enumerate() {
+            let skip = if i == 0 { self.head_written } else { 0 };
+            buf.extend_from_slice(&p.frame[skip..]);
+        }
+    }
+
     /// Records that the kernel took `written` bytes.
     pub fn advance(&mut self, mut written: usize) {
         self.bytes -= written;
@@ -180,6 +195,31 @@ mod tests {
 
     fn frame(n: usize, byte: u8) -> Frame {
         Arc::from(vec![byte; n])
+    }
+
+    #[test]
+    fn an_emptied_queue_keeps_its_slots_until_released() {
+        let mut q = Outbound::default();
+        assert_eq!(q.queue.capacity(), 0, "a new queue holds no allocation");
+        q.push(frame(10, 1), Class::Reliable, 1 << 20, 1 << 20);
+        q.push(frame(10, 2), Class::Reliable, 1 << 20, 1 << 20);
+        q.release_if_empty();
+        assert_eq!(q.len(), 2, "a queue with frames is never released");
+        q.advance(20);
+        assert!(q.is_empty());
+        assert!(q.queue.capacity() > 0, "a busy connection reuses its slots");
+        q.release_if_empty();
+        assert_eq!(q.queue.capacity(), 0);
+        let mut buf = Vec::new();
+        q.push(frame(3, 7), Class::Reliable, 1 << 20, 1 << 20);
+        q.push(frame(2, 8), Class::Reliable, 1 << 20, 1 << 20);
+        q.advance(1);
+        q.gather_into(&mut buf);
+        assert_eq!(
+            buf,
+            [7, 7, 8, 8],
+            "gathered from the unwritten part of the front"
+        );
     }
 
     #[test]

@@ -58,9 +58,9 @@ pub struct RoomsSession {
     /// Features accepted.
     pub features: Features,
     /// Rooms joined or being joined.
-    pub memberships: SmallVec<[Membership; 4]>,
+    pub memberships: SmallVec<[Membership; 1]>,
     /// RPC ids forwarded to another shard and not yet answered.
-    pub inflight: SmallVec<[Box<str>; 2]>,
+    pub inflight: Vec<Box<str>>,
     /// Holds a matchmaking ticket.
     pub ticket: bool,
 }
@@ -132,10 +132,10 @@ pub struct Session {
     /// Already in the shard's dirty list this turn.
     pub dirty: bool,
     /// A join to run once the session has moved to the room's home shard.
-    pub pending_join: Option<PendingJoin>,
+    pub pending_join: Option<Box<PendingJoin>>,
     /// A handshake to finish once the session has moved to where the session it resumes
     /// is parked.
-    pub pending_hello: Option<Hello>,
+    pub pending_hello: Option<Box<Hello>>,
     /// Shards yet to answer a resume probe.
     pub probes: u16,
     /// Where the session was before its last move (to re-address its matchmaking ticket).

@@ -56,7 +56,7 @@ pub(super) fn join(
     } else if no_rooms {
         // Move the session to the room's home: the room and its members share one core.
         let session = core.sessions.get_mut(key).expect("live session");
-        session.pending_join = Some(pending);
+        session.pending_join = Some(Box::new(pending));
         core.request_move(key, home);
     } else {
         // Already in rooms here: stay, and be a remote member of that room.

@@ -180,7 +180,7 @@ pub fn route_handshake(core: &mut ShardCore, key: SessionKey, hello: Hello, now:
     match elsewhere {
         Some(shard) => {
             let session = core.sessions.get_mut(key).expect("live session");
-            session.pending_hello = Some(hello);
+            session.pending_hello = Some(Box::new(hello));
             core.request_move(key, shard);
         }
         None => {
@@ -194,7 +194,7 @@ pub fn route_handshake(core: &mut ShardCore, key: SessionKey, hello: Hello, now:
 pub fn probe(core: &mut ShardCore, key: SessionKey, hello: Hello) {
     let others = (core.shards - 1) as u16;
     let session = core.sessions.get_mut(key).expect("live session");
-    session.pending_hello = Some(hello);
+    session.pending_hello = Some(Box::new(hello));
     session.probes = others;
     core.post_to_others(|| MeshMsg::ResumeProbe { from: key });
 }
@@ -211,7 +211,7 @@ pub fn probe_answered(core: &mut ShardCore, key: SessionKey, now: u64) {
     let Some(hello) = session.pending_hello.take() else {
         return;
     };
-    route_handshake(core, key, hello, now);
+    route_handshake(core, key, *hello, now);
     // Frames that arrived while the probe was out are waiting in the connection.
     core.rereads.push(key);
 }
