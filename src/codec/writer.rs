@@ -137,8 +137,8 @@ impl<'b> Writer<'b> {
         self.sep();
         match self.codec {
             Codec::Json => {
-                use std::io::Write;
-                let _ = write!(self.buf, "{n}");
+                self.buf
+                    .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             }
             Codec::Msgpack => {
                 let _ = rmp::encode::write_uint(self.buf, n);
