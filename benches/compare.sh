@@ -346,6 +346,7 @@ scenario_idle() {
 }
 
 # Raises the fanout rate until the ratio drops below 0.99 (or errors), per server.
+declare -A sat_est=()
 scenario_saturate() {
   local kinds=() p
   for f in $HUDDLE_FLUSH; do kinds+=("huddle:$f"); done
@@ -380,6 +381,7 @@ scenario_saturate() {
       # The highest rate that still delivers ≥ 0.99 gives the estimate (server CPU per
       # message stays meaningful even when the loadgen is past 70%).
       best=$d; best_est=$est; best_rate=$rate
+      sat_est["$label|$rate"]=$est
       if num "c >= 70" -v c="$c"; then
         how="loadgen at ${c}% first"
         break
@@ -395,6 +397,23 @@ scenario_saturate() {
     fi
   done
   printf '%s\n' "${summary[@]}"
+  # Estimates grow with the rate (more frames per write), so servers are compared at the
+  # same rate: the highest one both delivered at >= 0.99.
+  local h p r common
+  for h in "${kinds[@]}"; do
+    [ "${h%%:*}" = huddle ] || continue
+    local hl=huddle; [ "${h#*:}" = 0 ] || hl="huddle f=${h#*:}"
+    for p in $PEERS; do
+      common=""
+      for r in $SAT_RATES; do
+        [ -n "${sat_est["$hl|$r"]:-}" ] && [ -n "${sat_est["$p|$r"]:-}" ] && common=$r
+      done
+      [ -n "$common" ] || continue
+      printf '%-14s vs %s at rate %s (highest both ran): %s vs %s per core = %sx\n' "$hl" "$p" "$common" \
+        "${sat_est["$hl|$common"]}" "${sat_est["$p|$common"]}" \
+        "$(awk -v a="${sat_est["$hl|$common"]}" -v b="${sat_est["$p|$common"]}" 'BEGIN{printf "%.2f", a/b}')"
+    done
+  done
 }
 
 echo "compare $(date -u +%FT%TZ): huddle (1 shard, CPU $SERVER_CPU, codec $CODEC) vs [${PEERS:-none}]; loadgen on CPU $LOADGEN_CPU (poll tick ${BATCH_US:-100} us); ${DURATION}s measured + ${WARMUP}s warm-up; out: $OUT"

@@ -7,7 +7,7 @@
 //!  socket ─► reactor (mio; the only IO) ─► tungstenite context ─► complete messages
 //!  message ─► rooms::decode (simd-json / rmp, borrowed) ─► Command
 //!  Command ─► core::ShardCore (sessions, rooms, logic, state) ─► frames, mesh messages
-//!  frame (encoded once, pooled) ─► each member's core::outbound queue ─► one writev/turn
+//!  frame (encoded once, pooled) ─► each member's core::outbound queue ─► one send/turn
 //! ```
 //!
 //! # Layout
