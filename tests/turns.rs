@@ -3,6 +3,8 @@
 //! interleaving, every member must get every frame of every sender, whole and in each
 //! sender's order, and the writes must carry more than one frame each on average.
 
+// This file uses a few of the shared helpers only.
+#[allow(dead_code)]
 mod common;
 
 use std::sync::{Arc, Barrier};
