@@ -41,10 +41,12 @@ const READ_BUFFER_BYTES: usize = 256;
 const REFUSING_MAX: usize = 64;
 /// Zero-timeout polls after a turn's events, while they return more, before writing.
 const REPOLL_MAX: usize = 4;
-/// Connections written between two zero-timeout polls while flushing every turn.
+/// Connections written between two zero-timeout polls while flushing every turn; the
+/// gap doubles after each poll that found nothing, up to `FLUSH_CHUNK_MAX`.
 const FLUSH_CHUNK: usize = 4;
+const FLUSH_CHUNK_MAX: usize = 64;
 /// Zero-timeout polls while flushing one turn, so a flood cannot hold the turn open.
-const INTERLEAVES_MAX: usize = 64;
+const INTERLEAVES_MAX: usize = 256;
 /// Queued bytes up to which a connection's frames are gathered into one buffer.
 const GATHER_BYTES_MAX: usize = 16 * 1024;
 /// Read size for HTTP heads and for draining.
@@ -327,7 +329,7 @@ impl Shard {
     /// instead of costing each member a write of its own next turn. Frames per write is
     /// what the kernel charges for (see the README's performance section).
     fn after_turn(&mut self, events: &mut Events, now: u64) {
-        let chunk = if self.flush_interval_us == 0 {
+        let mut chunk = if self.flush_interval_us == 0 {
             FLUSH_CHUNK
         } else {
             usize::MAX
@@ -365,6 +367,11 @@ impl Shard {
                 self.handle_events(events, now);
                 self.reread(now);
                 self.core.end_turn(now);
+                chunk = FLUSH_CHUNK;
+            } else {
+                // Nothing came: look less often (a wide room written frame by frame pays
+                // for no empty polls), yet often enough to catch the next arrival.
+                chunk = (chunk * 2).min(FLUSH_CHUNK_MAX);
             }
         }
         dirty.clear();
