@@ -8,6 +8,8 @@
 #              (default: all but flush; `flush` = fanout with huddle at
 #              limits.flush_interval_us 0 and 1000; `all` = every one)
 #   --quick    smoke mode: 2 s measured + 1 s warm-up, few connections
+# saturate estimates each server's ceiling and compares them at the same rate (the
+# highest every compared server delivered at >= 0.99): estimates grow with the rate.
 # Environment:
 #   DURATION=10 WARMUP=3    measured window and warm-up, seconds
 #   SAT_DURATION=5 SAT_WARMUP=2 SAT_RATES="20 30 40 60 80 100 130 160 200"
