@@ -191,10 +191,16 @@ impl<'b> Writer<'b> {
     /// Any decoded value, transcoded to this writer's codec.
     pub fn value(&mut self, value: &Value<'_>) -> &mut Self {
         match self.codec {
-            Codec::Json => {
-                self.sep();
-                let _ = value.write(self.buf);
-            }
+            // A string (the common game payload) takes the plain-string fast path.
+            Codec::Json => match value {
+                Value::String(s) => {
+                    self.str(s);
+                }
+                _ => {
+                    self.sep();
+                    let _ = value.write(self.buf);
+                }
+            },
             Codec::Msgpack => write_msgpack(self.buf, value),
         }
         self
@@ -328,6 +334,27 @@ mod tests {
         let a = crate::codec::to_json(&d.decode(Codec::Msgpack, &mut payload).unwrap());
         let b = crate::codec::to_json(&d.decode(Codec::Json, &mut json).unwrap());
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn string_values_relay_as_the_same_string() {
+        for s in [
+            "plain 64 bytes of game state",
+            "q\"uote \\ ctl\u{1}\n é 😀",
+            "",
+        ] {
+            let mut src = serde_json::to_vec(&serde_json::json!({ "data": s })).unwrap();
+            let mut d = Decoder::default();
+            let value = d.decode(Codec::Json, &mut src).unwrap();
+            let data = crate::codec::field(&value, "data").unwrap();
+            let mut buf = Vec::new();
+            let mut w = Writer::new(Codec::Json, &mut buf);
+            w.map(2).key("data").value(data).key("n").u64(7).end_map();
+            let f = w.finish();
+            let (_, payload, _) = frame::parse(&f).unwrap();
+            let back: serde_json::Value = serde_json::from_slice(payload).unwrap();
+            assert_eq!(back, serde_json::json!({ "data": s, "n": 7 }));
+        }
     }
 
     #[test]
