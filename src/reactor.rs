@@ -624,6 +624,12 @@ impl Shard {
                 return;
             };
             let Some(key) = conn.session else { return };
+            // A session waiting to move is not read here: what it sent after its join (or
+            // resume) is read on the shard it moves to, after the join. A poll within the
+            // same turn (before the move is carried out) must not read it either.
+            if self.core.session(key).is_some_and(|s| s.is_moving()) {
+                return;
+            }
             let ConnState::Ws { ctx } = &mut conn.state else {
                 return;
             };

@@ -117,3 +117,47 @@ fn json_every_frame_of_every_sender_arrives_in_order_under_interleaved_turns() {
 fn msgpack_every_frame_of_every_sender_arrives_in_order_under_interleaved_turns() {
     every_frame_of_every_sender_arrives_in_order(Codec::Msgpack);
 }
+
+/// A join that moves the session to the room's home shard, followed at once by frames
+/// for that room, each in its own TCP write (new readiness while the turn that requested
+/// the move is still polling): every frame is read after the join, on the room's home.
+fn frames_after_a_moving_join_are_read_after_it(codec: Codec) {
+    let server = TestServer::start(|c| c.shards = 2);
+    for attempt in 0..16 {
+        let mut c = Client::new(server.addr, codec);
+        let room = format!("move-{}-{attempt}", codec.name());
+        c.send_env(
+            "room.join_or_create",
+            Some("join"),
+            None,
+            json!({"room_type": "echo_room", "room": room}),
+        );
+        for i in 0..10 {
+            c.send_env(
+                "room.message",
+                Some(&format!("m{i}")),
+                Some(&room),
+                json!({"type": "t", "data": i}),
+            );
+        }
+        let join = c.response("join");
+        assert!(join.is_ok(), "attempt {attempt}: join refused: {join}");
+        for i in 0..10 {
+            let reply = c.response(&format!("m{i}"));
+            assert!(
+                reply.is_ok(),
+                "attempt {attempt}: message {i} after the join refused: {reply}"
+            );
+        }
+    }
+}
+
+#[test]
+fn json_frames_after_a_moving_join_are_read_after_it() {
+    frames_after_a_moving_join_are_read_after_it(Codec::Json);
+}
+
+#[test]
+fn msgpack_frames_after_a_moving_join_are_read_after_it() {
+    frames_after_a_moving_join_are_read_after_it(Codec::Msgpack);
+}
