@@ -21,15 +21,18 @@ fn metric(addr: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} missing"))
 }
 
-/// Writes the server made while one client relays `n` messages to itself, 10 ms apart.
-fn writes_for_messages(flush_interval_us: u64, n: usize) -> (u64, usize) {
+/// A one-shard server with these limits and a JSON client that has joined room `r`
+/// (its join frames read).
+fn joined(
+    limits: impl FnOnce(&mut huddle::limits::Limits),
+) -> (Server, String, tungstenite::WebSocket<TcpStream>) {
     let mut cfg = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         shards: 1,
         pin_shards: false,
         ..Config::default()
     };
-    cfg.limits.flush_interval_us = flush_interval_us;
+    limits(&mut cfg.limits);
     let server = Server::start(cfg).unwrap();
     let addr = server.addr.to_string();
     let stream = TcpStream::connect(&addr).unwrap();
@@ -50,6 +53,12 @@ fn writes_for_messages(flush_interval_us: u64, n: usize) -> (u64, usize) {
         ws.read().unwrap(); // reply, joined, members, snapshot
     }
     std::thread::sleep(Duration::from_millis(50));
+    (server, addr, ws)
+}
+
+/// Writes the server made while one client relays `n` messages to itself, 10 ms apart.
+fn writes_for_messages(flush_interval_us: u64, n: usize) -> (u64, usize) {
+    let (server, addr, mut ws) = joined(|l| l.flush_interval_us = flush_interval_us);
     let before = metric(&addr, "huddle_writes_total");
     let start = Instant::now();
     for i in 0..n {
@@ -92,33 +101,7 @@ fn without_a_flush_interval_each_turn_writes() {
 /// One burst from a client: the frames of a turn leave in as few writes as the socket
 /// takes, small ones gathered into one buffer, large ones written vectored, all in order.
 fn writes_for_burst(sizes: &[usize]) -> (u64, Vec<String>) {
-    let mut cfg = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        shards: 1,
-        pin_shards: false,
-        ..Config::default()
-    };
-    cfg.limits.frame_bytes_max = 64 * 1024;
-    let server = Server::start(cfg).unwrap();
-    let addr = server.addr.to_string();
-    let stream = TcpStream::connect(&addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let (mut ws, _) = tungstenite::client::client(format!("ws://{addr}/rooms"), stream).unwrap();
-    ws.send(Message::text(
-        r#"{"v":1,"codecs":["json"],"project_id":"p"}"#,
-    ))
-    .unwrap();
-    ws.read().unwrap();
-    ws.send(Message::text(
-        r#"{"v":1,"t":"room.join_or_create","rid":"j","room":"r"}"#,
-    ))
-    .unwrap();
-    for _ in 0..4 {
-        ws.read().unwrap(); // reply, joined, members, snapshot
-    }
-    std::thread::sleep(Duration::from_millis(50));
+    let (server, addr, mut ws) = joined(|l| l.frame_bytes_max = 64 * 1024);
     let before = metric(&addr, "huddle_writes_total");
     // Queued without flushing, then written at once: one burst on the wire.
     let sent: Vec<String> = sizes

@@ -18,22 +18,9 @@ const ROOMS: usize = 3;
 const MEMBERS: usize = 8;
 const MESSAGES: u64 = 40;
 
-fn metric(addr: std::net::SocketAddr, name: &str) -> u64 {
-    let line = format!("{name}{{shard=\"all\"}} ");
-    http_get(addr, "/metrics")
-        .lines()
-        .find_map(|l| l.strip_prefix(&line))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing"))
-}
-
-fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text
+/// A counter summed over shards, from `/metrics`.
+fn total(addr: std::net::SocketAddr, name: &str) -> u64 {
+    metric(addr, &format!("{name}{{shard=\"all\"}}")) as u64
 }
 
 fn every_frame_of_every_sender_arrives_in_order(codec: Codec) {
@@ -51,8 +38,8 @@ fn every_frame_of_every_sender_arrives_in_order(codec: Codec) {
     for c in &mut clients {
         c.drain(std::time::Duration::from_millis(100));
     }
-    let frames_before = metric(server.addr, "huddle_frames_out_total");
-    let writes_before = metric(server.addr, "huddle_writes_total");
+    let frames_before = total(server.addr, "huddle_frames_out_total");
+    let writes_before = total(server.addr, "huddle_writes_total");
     let start = Arc::new(Barrier::new(clients.len()));
     let threads: Vec<_> = clients
         .into_iter()
@@ -95,8 +82,8 @@ fn every_frame_of_every_sender_arrives_in_order(codec: Codec) {
         t.join().expect("client thread");
     }
     // The /metrics reply is one more frame-less write; room messages are the rest.
-    let frames = metric(server.addr, "huddle_frames_out_total") - frames_before;
-    let writes = metric(server.addr, "huddle_writes_total") - writes_before - 1;
+    let frames = total(server.addr, "huddle_frames_out_total") - frames_before;
+    let writes = total(server.addr, "huddle_writes_total") - writes_before - 1;
     let expected = (ROOMS * MEMBERS * MEMBERS) as u64 * MESSAGES;
     assert!(
         frames >= expected,
