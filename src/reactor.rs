@@ -1,8 +1,9 @@
 //! One shard's reactor: the only IO in huddle. A `mio::Poll` loop that accepts on the
 //! shard's `SO_REUSEPORT` listener, speaks HTTP until the upgrade, runs tungstenite's
 //! WebSocket context over each socket, feeds complete messages to the shard core, moves
-//! sessions through the mesh, and writes each connection's frames with one vectored write
-//! per turn. Protocol decisions are the core's, not this module's.
+//! sessions through the mesh, and writes each connection's frames with one send per turn
+//! (turns take in what arrives while they work; see `after_turn`). Protocol decisions are
+//! the core's, not this module's.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
