@@ -707,7 +707,7 @@ impl Shard {
             };
             match self.core.session(key) {
                 None => return,
-                Some(s) if s.phase == Phase::Closing || s.is_moving() => return,
+                Some(s) if s.phase == Phase::Closing => return,
                 Some(_) => {}
             }
         }
@@ -743,8 +743,8 @@ impl Shard {
         }
     }
 
-    /// Writes a session's queued frames: one vectored write per round, until the queue is
-    /// empty or the socket would block.
+    /// Writes a session's queued frames: one gathered send (or, past `GATHER_BYTES_MAX`,
+    /// one vectored write) per round, until the queue is empty or the socket would block.
     fn flush(&mut self, key: SessionKey, now: u64) {
         let Some(session) = self.core.session_mut(key) else {
             return;
