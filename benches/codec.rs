@@ -1,5 +1,6 @@
-//! Codec hot paths, per codec: decoding a client's `room.message` envelope (decode +
-//! `envelope` + `command`, as the shard does per frame) and encoding the broadcast frame a
+//! Codec hot paths, per codec: decoding a client's `room.message` envelope (JSON read off
+//! simd-json's tape, as the shard does; and the value tree + `envelope` + `command` that
+//! MessagePack and every other frame take) and encoding the broadcast frame a
 //! room sends its members (once per codec per message).
 //!
 //! Run: `cargo bench --bench codec`.
@@ -8,10 +9,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use huddle::codec::{frame, to_json, Codec, Decoder, Writer};
+use huddle::codec::{frame, to_json, Codec, Decoded, Decoder, Writer};
 use huddle::core::room::{Features, Member, MemberAt};
 use huddle::core::SessionKey;
-use huddle::rooms::decode::{command, envelope, Command};
+use huddle::rooms::decode::{command, envelope, tape_message, Command};
 use huddle::rooms::encode;
 use huddle::sim::encode_as;
 use serde_json::json;
@@ -25,6 +26,21 @@ fn message() -> serde_json::Value {
 
 fn bench_decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("envelope_decode");
+    // What the shard does with a JSON room.message: read it off simd-json's tape.
+    let wire = encode_as(Codec::Json, &message());
+    let mut buf = wire.clone();
+    let mut decoder = Decoder::default();
+    group.throughput(Throughput::Bytes(wire.len() as u64));
+    group.bench_function(format!("json_tape_{}B", wire.len()), |b| {
+        b.iter(|| {
+            buf.copy_from_slice(&wire);
+            match decoder.decode_fast(Codec::Json, &mut buf, tape_message) {
+                Ok(Decoded::Fast(m)) => black_box((m.msg_type.len(), m.data.is_some())),
+                _ => panic!("not read off the tape"),
+            };
+        })
+    });
+    // Every other frame, and MessagePack: the value tree, then envelope and command.
     for codec in [Codec::Json, Codec::Msgpack] {
         let wire = encode_as(codec, &message());
         let mut buf = wire.clone();

@@ -75,16 +75,31 @@ impl std::fmt::Display for DecodeError {
     }
 }
 
-/// Reusable decode state of one shard (simd-json's buffers), so decoding allocates no
-/// scratch space per frame.
+/// A view of one value on simd-json's tape (a parsed JSON frame before any tree is built).
+pub type TapeValue<'t, 'a> = simd_json::tape::Value<'t, 'a>;
+
+/// A frame decoded by [`Decoder::decode_fast`]: what the fast reader picked out of the
+/// JSON tape, or the value tree.
+pub enum Decoded<'a, T> {
+    /// The fast reader took the frame.
+    Fast(T),
+    /// The whole value.
+    Tree(Value<'a>),
+}
+
+/// Reusable decode state of one shard (simd-json's buffers and tape), so decoding
+/// allocates no scratch space per frame.
 pub struct Decoder {
     json: simd_json::Buffers,
+    /// Kept between frames for its allocation (empty, with no borrow, in between).
+    tape: Option<simd_json::Tape<'static>>,
 }
 
 impl Default for Decoder {
     fn default() -> Self {
         Decoder {
             json: simd_json::Buffers::with_max_depth(4096, DEPTH_MAX),
+            tape: None,
         }
     }
 }
@@ -97,13 +112,44 @@ impl Decoder {
         codec: Codec,
         bytes: &'a mut [u8],
     ) -> Result<Value<'a>, DecodeError> {
+        match self.decode_fast(codec, bytes, |_| None::<std::convert::Infallible>)? {
+            Decoded::Tree(value) => Ok(value),
+            Decoded::Fast(never) => match never {},
+        }
+    }
+
+    /// Decodes a frame, first offering a JSON frame's tape to `fast`: a hot message read
+    /// straight off the tape skips building the value tree (its allocations are most of
+    /// the cost of decoding a small frame). When `fast` declines, and for MessagePack, the
+    /// tree is built as by [`Decoder::decode`].
+    pub fn decode_fast<'a, T>(
+        &mut self,
+        codec: Codec,
+        bytes: &'a mut [u8],
+        fast: impl FnOnce(TapeValue<'_, 'a>) -> Option<T>,
+    ) -> Result<Decoded<'a, T>, DecodeError> {
         match codec {
-            Codec::Json => simd_json::to_borrowed_value_with_buffers(bytes, &mut self.json)
-                .map_err(|e| match e.error() {
-                    simd_json::ErrorType::DepthLimitExceeded => DecodeError::TooDeep,
-                    _ => DecodeError::Json(e.to_string()),
-                }),
-            Codec::Msgpack => msgpack::decode(bytes),
+            Codec::Json => {
+                let mut tape = self
+                    .tape
+                    .take()
+                    .unwrap_or_else(simd_json::Tape::null)
+                    .reset();
+                let decoded = simd_json::fill_tape(bytes, &mut self.json, &mut tape)
+                    .map(|()| match fast(tape.as_value()) {
+                        Some(picked) => Decoded::Fast(picked),
+                        None => Decoded::Tree(
+                            simd_json::value::lazy::Value::from_tape(tape.as_value()).into_value(),
+                        ),
+                    })
+                    .map_err(|e| match e.error() {
+                        simd_json::ErrorType::DepthLimitExceeded => DecodeError::TooDeep,
+                        _ => DecodeError::Json(e.to_string()),
+                    });
+                self.tape = Some(tape.reset());
+                decoded
+            }
+            Codec::Msgpack => msgpack::decode(bytes).map(Decoded::Tree),
         }
     }
 }

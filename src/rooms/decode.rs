@@ -6,7 +6,9 @@ use std::borrow::Cow;
 
 use smallvec::SmallVec;
 
-use crate::codec::{as_i64, as_str, field, is_null, Codec, Value};
+use simd_json::prelude::*;
+
+use crate::codec::{as_i64, as_str, field, is_null, Codec, TapeValue, Value};
 use crate::core::room::Features;
 
 /// The closed set of error codes on the wire.
@@ -180,6 +182,79 @@ pub struct Envelope<'v, 'a> {
     pub room: Option<&'v str>,
     /// Payload.
     pub p: Option<&'v Value<'a>>,
+}
+
+/// A `room.message` read straight off a JSON frame's tape (see [`tape_message`]).
+#[derive(Debug)]
+pub struct TapeMessage<'a> {
+    /// RPC id.
+    pub rid: Option<&'a str>,
+    /// The envelope's `room`.
+    pub room: &'a str,
+    /// `p.type`.
+    pub msg_type: &'a str,
+    /// `p.data` (the only part built into a value tree).
+    pub data: Option<Value<'a>>,
+}
+
+/// The JSON hot path: a `room.message` in its usual form, read from simd-json's tape with
+/// one pass over the envelope and one over `p`; only `data` becomes a value tree (none of
+/// it when it is a string or a number). Anything [`envelope`] and [`command`] might judge
+/// otherwise returns `None` and goes the full way, which also words every refusal: another
+/// `t`, a repeated key, `v` not the integer 1, a `rid` that is not a string, the room named
+/// only inside `p`, a `type` that is not a string, an object of more than 32 keys (which
+/// simd-json stores differently).
+pub fn tape_message<'a>(root: TapeValue<'_, 'a>) -> Option<TapeMessage<'a>> {
+    const KEYS_MAX: usize = 32;
+    let top = root.as_object()?;
+    if top.len() > KEYS_MAX {
+        return None;
+    }
+    let (mut v, mut t, mut rid, mut room, mut p) = (None, None, None, None, None);
+    for (key, value) in top.iter() {
+        let slot = match key {
+            "v" => &mut v,
+            "t" => &mut t,
+            "rid" => &mut rid,
+            "room" => &mut room,
+            "p" => &mut p,
+            _ => continue,
+        };
+        if slot.replace(value).is_some() {
+            return None;
+        }
+    }
+    if v?.as_u64() != Some(1) || t?.as_str()? != "room.message" {
+        return None;
+    }
+    let rid = match rid {
+        Some(r) if !r.is_null() => Some(r.into_string()?),
+        _ => None,
+    };
+    let room = room?.into_string()?;
+    let p = p?.as_object()?;
+    if p.len() > KEYS_MAX {
+        return None;
+    }
+    let (mut msg_type, mut data) = (None, None);
+    for (key, value) in p.iter() {
+        let slot = match key {
+            "type" => &mut msg_type,
+            "data" => &mut data,
+            _ => continue,
+        };
+        if slot.replace(value).is_some() {
+            return None;
+        }
+    }
+    Some(TapeMessage {
+        rid,
+        room,
+        msg_type: msg_type?.into_string()?,
+        data: data
+            .filter(|d| !d.is_null())
+            .map(|d| simd_json::value::lazy::Value::from_tape(d).into_value()),
+    })
 }
 
 /// Reads just the RPC id of a frame that failed validation.
@@ -394,6 +469,97 @@ mod tests {
         simd_json::to_borrowed_value(&mut bytes)
             .unwrap()
             .into_static()
+    }
+
+    /// What the full path makes of a frame: (t, rid, room, type, data as JSON) or the
+    /// refusal.
+    type Read = Result<
+        (
+            String,
+            Option<String>,
+            Option<String>,
+            String,
+            serde_json::Value,
+        ),
+        Refusal,
+    >;
+
+    fn full_path(json: &str) -> Read {
+        let v = parse(json);
+        let env = envelope(&v)?;
+        match command(&env, &[])? {
+            Command::Message { msg_type, data, .. } => Ok((
+                env.t.to_string(),
+                env.rid.map(str::to_string),
+                env.room.map(str::to_string),
+                msg_type.to_string(),
+                data.map_or(serde_json::Value::Null, crate::codec::to_json),
+            )),
+            other => panic!("not a message: {other:?}"),
+        }
+    }
+
+    fn tape_path(json: &str) -> Option<Read> {
+        let mut bytes = json.as_bytes().to_vec();
+        let mut decoder = crate::codec::Decoder::default();
+        let read = match decoder
+            .decode_fast(Codec::Json, &mut bytes, tape_message)
+            .unwrap()
+        {
+            crate::codec::Decoded::Fast(m) => Some(Ok((
+                "room.message".to_string(),
+                m.rid.map(str::to_string),
+                Some(m.room.to_string()),
+                m.msg_type.to_string(),
+                m.data
+                    .as_ref()
+                    .map_or(serde_json::Value::Null, crate::codec::to_json),
+            ))),
+            crate::codec::Decoded::Tree(_) => None,
+        };
+        read
+    }
+
+    #[test]
+    fn the_tape_reads_a_room_message_as_the_full_path_does() {
+        for json in [
+            r#"{"v":1,"t":"room.message","room":"r","p":{"type":"chat","data":"hi"}}"#,
+            r#"{"p":{"data":{"x":[1,2.5,{"y":null}],"s":"\u00e9\n"},"type":"a"},"room":"r","t":"room.message","v":1}"#,
+            r#"{"v":1,"t":"room.message","rid":"7","room":"r","p":{"type":"t"}}"#,
+            r#"{"v":1,"t":"room.message","rid":null,"room":"","p":{"type":"t","data":null}}"#,
+            r#"{"v":1,"t":"room.message","room":"r","extra":[1,{"v":2}],"p":{"type":"t","room":"other","data":7}}"#,
+            r#"{"v":1,"t":"room.message","room":"r\"q","p":{"type":"\t","data":[]}}"#,
+        ] {
+            let fast = tape_path(json).unwrap_or_else(|| panic!("not read off the tape: {json}"));
+            assert_eq!(fast, full_path(json), "{json}");
+        }
+    }
+
+    #[test]
+    fn the_tape_leaves_anything_unusual_to_the_full_path() {
+        for json in [
+            // Other types, and other spellings of this one.
+            r#"{"v":1,"t":"room.message.bytes","room":"r","p":{"type":"t","data":"AA=="}}"#,
+            r#"{"v":1,"t":"room.leave","room":"r"}"#,
+            // The full path refuses these, with its own words.
+            r#"{"v":2,"t":"room.message","room":"r","p":{"type":"t"}}"#,
+            r#"{"t":"room.message","room":"r","p":{"type":"t"}}"#,
+            r#"{"v":1,"t":"room.message","rid":5,"room":"r","p":{"type":"t"}}"#,
+            r#"{"v":1,"t":"room.message","room":5,"p":{"type":"t"}}"#,
+            r#"{"v":1,"t":"room.message","room":"r","p":[1]}"#,
+            r#"{"v":1,"t":"room.message","room":"r"}"#,
+            r#"{"v":1,"t":"room.message","room":"r","p":{"data":1}}"#,
+            r#"[1]"#,
+            // Read differently, or not at all, by a one-pass reader: left to the full path.
+            r#"{"v":1.0,"t":"room.message","room":"r","p":{"type":"t"}}"#,
+            r#"{"v":1,"t":"room.message","p":{"room":"r","type":"t"}}"#,
+            r#"{"v":1,"t":"room.message","room":null,"p":{"roomId":"r","type":"t"}}"#,
+            r#"{"v":1,"t":"room.message","room":"r","p":{"type":3,"data":1}}"#,
+            r#"{"v":1,"t":"room.message","room":"a","room":"b","p":{"type":"t"}}"#,
+            r#"{"v":1,"t":"room.message","room":"r","p":{"type":"t","data":1,"data":2}}"#,
+        ] {
+            assert!(tape_path(json).is_none(), "read off the tape: {json}");
+        }
     }
 
     #[test]

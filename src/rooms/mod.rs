@@ -16,7 +16,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use crate::auth;
-use crate::codec::{self, Codec, Value};
+use crate::codec::{self, Codec, Decoded, Value};
 use crate::core::logic::{self, Action, Input, RoomCtx};
 use crate::core::outbound::Class;
 use crate::core::room::{home_shard, Member, MemberAt, Room, RoomOptions};
@@ -162,8 +162,14 @@ fn envelope(core: &mut ShardCore, key: SessionKey, bytes: &mut [u8], now: u64) {
         .and_then(|s| s.rooms.as_ref())
         .is_some_and(|rs| rs.memberships.iter().any(|m| m.home != core.id));
     let original: Option<Box<[u8]>> = has_remote.then(|| Box::from(&*bytes));
-    let failure = match core.decoder.decode(peer.codec, bytes) {
-        Ok(value) if too_large => {
+    let failure = match core.decoder.decode_fast(peer.codec, bytes, |root| {
+        (!too_large).then(|| decode::tape_message(root)).flatten()
+    }) {
+        Ok(Decoded::Fast(message)) => {
+            dispatch_message(core, key, peer, message, original, now);
+            None
+        }
+        Ok(Decoded::Tree(value)) if too_large => {
             core.metrics.dropped(DropReason::TooLarge);
             let refusal = Refusal::new(
                 ErrorCode::PayloadTooLarge,
@@ -172,7 +178,7 @@ fn envelope(core: &mut ShardCore, key: SessionKey, bytes: &mut [u8], now: u64) {
             refuse(core, peer, decode::rid_of(&value), None, &refusal);
             None
         }
-        Ok(value) => {
+        Ok(Decoded::Tree(value)) => {
             dispatch(core, key, peer, &value, original, now);
             None
         }
@@ -204,6 +210,53 @@ fn dispatch(
         Ok(e) => e,
         Err(r) => return refuse(core, peer, decode::rid_of(value), None, &r),
     };
+    if !admit(core, key, peer, &env, now) {
+        return;
+    }
+    let relay_types = &core.cfg.policy.unreliable_types;
+    let cmd = match decode::command(&env, relay_types) {
+        Ok(c) => c,
+        Err(r) => return refuse(core, peer, env.rid, env.room, &r),
+    };
+    run_command(core, key, peer, &env, cmd, original, now);
+}
+
+/// A `room.message` the JSON fast path read off the tape: the same admission and command
+/// as the full path, without the value tree.
+fn dispatch_message(
+    core: &mut ShardCore,
+    key: SessionKey,
+    peer: Peer,
+    message: decode::TapeMessage<'_>,
+    original: Option<Box<[u8]>>,
+    now: u64,
+) {
+    let env = decode::Envelope {
+        t: "room.message",
+        rid: message.rid,
+        room: Some(message.room),
+        p: None,
+    };
+    if !admit(core, key, peer, &env, now) {
+        return;
+    }
+    let cmd = Command::Message {
+        msg_type: std::borrow::Cow::Borrowed(message.msg_type),
+        data: message.data.as_ref(),
+        bytes_b64: None,
+    };
+    run_command(core, key, peer, &env, cmd, original, now);
+}
+
+/// The session's rate buckets: false when the frame was refused (or the session closed
+/// for abuse).
+fn admit(
+    core: &mut ShardCore,
+    key: SessionKey,
+    peer: Peer,
+    env: &decode::Envelope<'_, '_>,
+    now: u64,
+) -> bool {
     let state_control = matches!(env.t, "state.ack" | "state.resync");
     let session = core.sessions.get_mut(key).expect("live session");
     let bucket = if state_control {
@@ -212,16 +265,17 @@ fn dispatch(
         &mut session.bucket
     };
     match bucket.take(now, crate::limits::ABUSE_FACTOR) {
-        crate::core::bucket::Verdict::Allow => {}
+        crate::core::bucket::Verdict::Allow => true,
         crate::core::bucket::Verdict::Limited => {
             core.metrics.dropped(DropReason::RateLimited);
-            return refuse(
+            refuse(
                 core,
                 peer,
                 env.rid,
                 env.room,
                 &Refusal::new(ErrorCode::RateLimited, "over limits.msgs_per_s"),
             );
+            false
         }
         crate::core::bucket::Verdict::Abusive => {
             send_error(
@@ -230,14 +284,22 @@ fn dispatch(
                 "rate_limited",
                 "far over limits.msgs_per_s: closing",
             );
-            return core.close(key, 1008, "rate_limited");
+            core.close(key, 1008, "rate_limited");
+            false
         }
     }
-    let relay_types = &core.cfg.policy.unreliable_types;
-    let cmd = match decode::command(&env, relay_types) {
-        Ok(c) => c,
-        Err(r) => return refuse(core, peer, env.rid, env.room, &r),
-    };
+}
+
+/// Carries out a validated, admitted command.
+fn run_command(
+    core: &mut ShardCore,
+    key: SessionKey,
+    peer: Peer,
+    env: &decode::Envelope<'_, '_>,
+    cmd: Command<'_, '_>,
+    original: Option<Box<[u8]>>,
+    now: u64,
+) {
     match cmd {
         Command::Join { room_type, options } => {
             join(core, key, peer, &env, room_type, options, now)
