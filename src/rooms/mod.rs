@@ -301,10 +301,8 @@ fn run_command(
     now: u64,
 ) {
     match cmd {
-        Command::Join { room_type, options } => {
-            join(core, key, peer, &env, room_type, options, now)
-        }
-        Command::Leave => leave(core, key, peer, &env, now),
+        Command::Join { room_type, options } => join(core, key, peer, env, room_type, options, now),
+        Command::Leave => leave(core, key, peer, env, now),
         Command::List { room_type } => list(core, peer, env.rid, room_type),
         Command::Enqueue { room_type, size } => {
             if let Err(r) = matchmaking::enqueue(core, key, room_type, size, env.rid, now) {
@@ -343,7 +341,7 @@ fn run_command(
                     let r = Refusal::new(ErrorCode::RoomNotFound, "room is gone");
                     return refuse(core, peer, env.rid, Some(room_id), &r);
                 };
-                room_input(core, rk, peer, &env, cmd, now);
+                room_input(core, rk, peer, env, cmd, now);
             } else {
                 let bytes = original.unwrap_or_default();
                 let room_id: Arc<str> = Arc::from(room_id);
