@@ -70,6 +70,8 @@ enum ConnState {
     Draining { until_ms: u64 },
 }
 
+/// One cache line, aligned to one (the slab's slots then never straddle two).
+#[repr(align(64))]
 struct Conn {
     stream: TcpStream,
     state: ConnState,
@@ -956,7 +958,12 @@ mod tests {
     /// buffer (README, `idle`): keep them from growing unnoticed.
     #[test]
     fn per_connection_records_stay_small() {
-        assert!(std::mem::size_of::<super::Conn>() <= 80);
+        assert!(std::mem::size_of::<super::Conn>() <= 64);
+        assert_eq!(
+            std::mem::size_of::<Option<super::Conn>>(),
+            64,
+            "slab slots stay one line"
+        );
         assert!(std::mem::size_of::<crate::core::session::Session>() <= 320);
     }
 }
