@@ -50,6 +50,10 @@ const FLUSH_CHUNK_MAX: usize = 64;
 const INTERLEAVES_MAX: usize = 256;
 /// Queued bytes up to which a connection's frames are gathered into one buffer.
 const GATHER_BYTES_MAX: usize = 16 * 1024;
+/// One `recv` of a WebSocket connection takes up to this much (see `Io::read`).
+const RECV_BYTES: usize = 16 * 1024;
+/// A connection's carried-over bytes keep their buffer up to this size once emptied.
+const CARRY_KEEP_BYTES: usize = 1024;
 /// Read size for HTTP heads and for draining.
 const READ_CHUNK_BYTES: usize = 4_096;
 
@@ -57,13 +61,18 @@ const READ_CHUNK_BYTES: usize = 4_096;
 struct MovedConn {
     stream: TcpStream,
     ctx: Box<WebSocketContext>,
+    carry: Carry,
 }
 
 enum ConnState {
     /// Reading the HTTP request head.
     Http { buf: Vec<u8> },
-    /// Upgraded.
-    Ws { ctx: Box<WebSocketContext> },
+    /// Upgraded. `carry` holds bytes read from the socket that did not fit tungstenite's
+    /// buffer (see `Io::read`).
+    Ws {
+        ctx: Box<WebSocketContext>,
+        carry: Carry,
+    },
     /// Writing a plain HTTP reply, then closing.
     Reply { bytes: Vec<u8>, written: usize },
     /// Our side is shut; reading until the client's FIN or the deadline.
@@ -99,16 +108,62 @@ struct Io<'a> {
     /// (edge-triggered epoll reports every new arrival), so the next read would only
     /// return EAGAIN — answer WouldBlock without the syscall.
     drained: &'a mut bool,
+    /// Bytes already read that tungstenite has not taken yet (the connection's).
+    carry: &'a mut Carry,
+    /// The shard's receive buffer.
+    scratch: &'a mut [u8],
 }
 
 impl Read for Io<'_> {
+    /// tungstenite asks for what fits the rest of its buffer, which is often less than
+    /// the next message (121 of a 143-byte frame, say): read straight into it and every
+    /// such message costs two `recv`s. So one `recv` takes all the socket has (up to the
+    /// shard's receive buffer); what did not fit waits in `carry` for tungstenite's next
+    /// call, which needs no syscall.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(n) = self.carry.take_into(buf) {
+            return Ok(n);
+        }
         if *self.drained {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let n = self.stream.read(buf)?;
-        *self.drained = n < buf.len();
-        Ok(n)
+        if buf.len() >= self.scratch.len() {
+            let n = self.stream.read(buf)?;
+            *self.drained = n < buf.len();
+            return Ok(n);
+        }
+        let n = self.stream.read(self.scratch)?;
+        *self.drained = n < self.scratch.len();
+        let fits = n.min(buf.len());
+        buf[..fits].copy_from_slice(&self.scratch[..fits]);
+        self.carry.keep(&self.scratch[fits..n]);
+        Ok(fits)
+    }
+}
+
+/// A connection's bytes read but not yet taken by tungstenite; boxed, so a connection
+/// that never needs it pays one pointer.
+#[derive(Default)]
+struct Carry(Option<Box<Vec<u8>>>);
+
+impl Carry {
+    /// Moves carried bytes into `buf`; `None` when there are none.
+    fn take_into(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let bytes = self.0.as_mut().filter(|b| !b.is_empty())?;
+        let n = buf.len().min(bytes.len());
+        buf[..n].copy_from_slice(&bytes[..n]);
+        bytes.drain(..n);
+        if bytes.is_empty() && bytes.capacity() > CARRY_KEEP_BYTES {
+            self.0 = None;
+        }
+        Some(n)
+    }
+
+    /// Keeps bytes for tungstenite's next read.
+    fn keep(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.0.get_or_insert_default().extend_from_slice(bytes);
+        }
     }
 }
 
@@ -142,6 +197,7 @@ pub struct Shard {
     message: Vec<u8>,
     tung_out: Vec<u8>,
     gather: Vec<u8>,
+    scratch: Box<[u8]>,
     dirty: Vec<SessionKey>,
     moves: Vec<(SessionKey, ShardId)>,
     mesh_out: Vec<(ShardId, MeshMsg)>,
@@ -209,6 +265,7 @@ impl Shard {
             message: Vec::new(),
             tung_out: Vec::new(),
             gather: Vec::with_capacity(GATHER_BYTES_MAX),
+            scratch: vec![0; RECV_BYTES].into_boxed_slice(),
             dirty: Vec::new(),
             moves: Vec::new(),
             mesh_out: Vec::new(),
@@ -588,7 +645,10 @@ impl Shard {
                     Role::Server,
                     Some(self.ws_config),
                 ));
-                conn.state = ConnState::Ws { ctx };
+                conn.state = ConnState::Ws {
+                    ctx,
+                    carry: Carry::default(),
+                };
                 let key = self.core.handle_open(t, now);
                 conn.session = Some(key);
                 self.core.push_raw(key, &response);
@@ -633,13 +693,15 @@ impl Shard {
             if self.core.session(key).is_some_and(|s| s.is_moving()) {
                 return;
             }
-            let ConnState::Ws { ctx } = &mut conn.state else {
+            let ConnState::Ws { ctx, carry } = &mut conn.state else {
                 return;
             };
             let mut io = Io {
                 stream: &mut conn.stream,
                 out: &mut self.tung_out,
                 drained: &mut conn.drained,
+                carry,
+                scratch: &mut self.scratch,
             };
             let result = ctx.read(&mut io);
             if !self.tung_out.is_empty() {
@@ -668,7 +730,7 @@ impl Shard {
                     let code = frame.map_or(1005, |f| u16::from(f.code));
                     if let Some(Conn {
                         stream,
-                        state: ConnState::Ws { ctx },
+                        state: ConnState::Ws { ctx, carry },
                         drained,
                         ..
                     }) = self.conns.get_mut(t)
@@ -677,6 +739,8 @@ impl Shard {
                             stream,
                             out: &mut self.tung_out,
                             drained,
+                            carry,
+                            scratch: &mut self.scratch,
                         };
                         let _ = ctx.flush(&mut io);
                     }
@@ -884,7 +948,7 @@ impl Shard {
         }
         let mut conn = self.conns.remove(t);
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        let ConnState::Ws { ctx } = conn.state else {
+        let ConnState::Ws { ctx, carry } = conn.state else {
             return;
         };
         let Some(session) = self.core.take_session(key) else {
@@ -895,6 +959,7 @@ impl Shard {
             transport: Box::new(MovedConn {
                 stream: conn.stream,
                 ctx,
+                carry,
             }),
         };
         // The connection stays counted in total_conns: it is alive on another shard.
@@ -923,7 +988,11 @@ impl Shard {
             tracing::error!(shard = self.id.0, "adopted a session without a connection");
             return;
         };
-        let MovedConn { mut stream, ctx } = *conn;
+        let MovedConn {
+            mut stream,
+            ctx,
+            carry,
+        } = *conn;
         let entry = self.conns.vacant_entry();
         let t = entry.key();
         if self
@@ -937,7 +1006,7 @@ impl Shard {
         }
         entry.insert(Conn {
             stream,
-            state: ConnState::Ws { ctx },
+            state: ConnState::Ws { ctx, carry },
             session: None,
             since_ms: now,
             wants_write: false,
@@ -965,5 +1034,55 @@ mod tests {
             "slab slots stay one line"
         );
         assert!(std::mem::size_of::<crate::core::session::Session>() <= 320);
+    }
+
+    /// A frame longer than the room left in tungstenite's buffer is read with one `recv`:
+    /// the part that did not fit is carried over, and the socket is known drained.
+    #[test]
+    fn a_message_longer_than_tungstenites_buffer_costs_one_recv() {
+        use super::{Carry, Io, RECV_BYTES};
+        use std::io::{ErrorKind, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let mut stream = mio::net::TcpStream::from_std(server);
+        let frame: Vec<u8> = (0..143u8).collect();
+        client.write_all(&frame).unwrap();
+        let (mut out, mut drained, mut carry) = (Vec::new(), false, Carry::default());
+        let mut scratch = vec![0u8; RECV_BYTES];
+        let mut io = Io {
+            stream: &mut stream,
+            out: &mut out,
+            drained: &mut drained,
+            carry: &mut carry,
+            scratch: &mut scratch,
+        };
+        let mut head = [0u8; 121];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let n = loop {
+            match io.read(&mut head) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < deadline, "nothing arrived");
+                    *io.drained = false;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => break other.unwrap(),
+            }
+        };
+        assert_eq!(n, 121);
+        assert!(*io.drained, "one recv took all the socket had");
+        let mut tail = [0u8; 64];
+        assert_eq!(
+            io.read(&mut tail).unwrap(),
+            22,
+            "the rest came from the carry"
+        );
+        assert_eq!([&head[..], &tail[..22]].concat(), frame);
+        assert_eq!(
+            io.read(&mut tail).unwrap_err().kind(),
+            ErrorKind::WouldBlock,
+            "drained and nothing carried: no syscall"
+        );
     }
 }
