@@ -1031,12 +1031,16 @@ mod tests {
     /// buffer (README, `idle`): keep them from growing unnoticed.
     #[test]
     fn per_connection_records_stay_small() {
-        assert!(std::mem::size_of::<super::Conn>() <= 64);
-        assert_eq!(
-            std::mem::size_of::<Option<super::Conn>>(),
-            64,
-            "slab slots stay one line"
-        );
+        // mio keeps a selector id in every source in debug builds only: the one-line
+        // budget is the release build's (`.ci/run` runs this test in release too).
+        if !cfg!(debug_assertions) {
+            assert!(std::mem::size_of::<super::Conn>() <= 64);
+            assert_eq!(
+                std::mem::size_of::<Option<super::Conn>>(),
+                64,
+                "slab slots stay one line"
+            );
+        }
         assert!(std::mem::size_of::<crate::core::session::Session>() <= 320);
     }
 
