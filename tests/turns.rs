@@ -96,13 +96,10 @@ fn every_frame_of_every_sender_arrives_in_order(codec: Codec) {
 }
 
 #[test]
-fn json_every_frame_of_every_sender_arrives_in_order_under_interleaved_turns() {
-    every_frame_of_every_sender_arrives_in_order(Codec::Json);
-}
-
-#[test]
-fn msgpack_every_frame_of_every_sender_arrives_in_order_under_interleaved_turns() {
-    every_frame_of_every_sender_arrives_in_order(Codec::Msgpack);
+fn every_frame_of_every_sender_arrives_in_order_under_interleaved_turns() {
+    for codec in CODECS {
+        every_frame_of_every_sender_arrives_in_order(codec);
+    }
 }
 
 /// A join that moves the session to the room's home shard, followed at once by frames
@@ -140,11 +137,8 @@ fn frames_after_a_moving_join_are_read_after_it(codec: Codec) {
 }
 
 #[test]
-fn json_frames_after_a_moving_join_are_read_after_it() {
-    frames_after_a_moving_join_are_read_after_it(Codec::Json);
-}
-
-#[test]
-fn msgpack_frames_after_a_moving_join_are_read_after_it() {
-    frames_after_a_moving_join_are_read_after_it(Codec::Msgpack);
+fn frames_after_a_moving_join_are_read_after_it_in_both_codecs() {
+    for codec in CODECS {
+        frames_after_a_moving_join_are_read_after_it(codec);
+    }
 }

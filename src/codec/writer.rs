@@ -207,8 +207,6 @@ impl<'b> Writer<'b> {
     }
 }
 
-/// A JSON string. Envelope keys and ids need no escaping: they are copied as they are;
-/// anything else goes through simd-json's generator.
 /// True when no byte of `s` needs escaping in JSON (a control character, `"` or `\`),
 /// tested eight bytes at a time (the word tricks are exact as a yes/no for the word).
 fn json_plain(s: &[u8]) -> bool {
@@ -231,8 +229,9 @@ fn json_plain(s: &[u8]) -> bool {
         .all(|&b| b >= 0x20 && b != b'"' && b != b'\\')
 }
 
+/// A JSON string. Envelope keys and ids need no escaping: they are copied as they are;
+/// anything else goes through simd-json's generator.
 fn json_str(buf: &mut Vec<u8>, s: &str) {
-    // A string with anything to escape takes simd-json's writer.
     if json_plain(s.as_bytes()) {
         buf.reserve(s.len() + 2);
         buf.push(b'"');

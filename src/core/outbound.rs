@@ -174,14 +174,7 @@ impl Outbound {
     /// Every queued frame's unwritten bytes, concatenated (tests and the simulator).
     pub fn take_all(&mut self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.bytes);
-        for (i, p) in self.queue.iter().enumerate() {
-            let bytes = if i == 0 {
-                &p.frame[self.head_written..]
-            } else {
-                &p.frame[..]
-            };
-            out.extend_from_slice(bytes);
-        }
+        self.gather_into(&mut out);
         let n = self.bytes;
         self.advance(n);
         out
