@@ -78,7 +78,7 @@ impl Room {
         self.core.drain_dirty(&mut self.dirty);
         let mut delivered = 0;
         for key in self.dirty.drain(..) {
-            let Some(session) = self.core.session_mut(key) else {
+            let Some(session) = self.core.session_to_flush(key) else {
                 continue;
             };
             while !session.out.is_empty() {

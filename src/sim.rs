@@ -226,7 +226,7 @@ impl Sim {
 
     fn collect(&mut self, shard: usize, key: SessionKey) {
         let core = &mut self.cores[shard];
-        let Some(session) = core.session_mut(key) else {
+        let Some(session) = core.session_to_flush(key) else {
             return;
         };
         let id = session.transport;

@@ -102,7 +102,7 @@ impl Room {
     fn drain(&mut self) {
         self.core.drain_dirty(&mut self.dirty);
         for key in self.dirty.drain(..) {
-            let Some(s) = self.core.session_mut(key) else {
+            let Some(s) = self.core.session_to_flush(key) else {
                 continue;
             };
             self.frames_out += s.out.len();

@@ -207,26 +207,30 @@ impl<'b> Writer<'b> {
     }
 }
 
-/// True when no byte of `s` needs escaping in JSON (a control character, `"` or `\`),
+/// True when no byte of `s` needs escaping in JSON (a control character, `"` or `\\`),
 /// tested eight bytes at a time (the word tricks are exact as a yes/no for the word).
 fn json_plain(s: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let has_zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
-    let mut words = s.chunks_exact(8);
-    for word in &mut words {
-        let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+    let plain_word = |x: u64| {
         let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS != 0;
         let quote = has_zero_byte(x ^ (ONES * u64::from(b'"')));
         let backslash = has_zero_byte(x ^ (ONES * u64::from(b'\\')));
-        if control | quote | backslash {
+        !(control | quote | backslash)
+    };
+    let mut words = s.chunks_exact(8);
+    for word in &mut words {
+        if !plain_word(u64::from_le_bytes(word.try_into().expect("eight bytes"))) {
             return false;
         }
     }
-    words
-        .remainder()
-        .iter()
-        .all(|&b| b >= 0x20 && b != b'"' && b != b'\\')
+    // The tail (most envelope strings are shorter than a word) is one word too, padded
+    // with a byte that needs no escaping.
+    let tail = words.remainder();
+    let mut last = [b'a'; 8];
+    last[..tail.len()].copy_from_slice(tail);
+    plain_word(u64::from_le_bytes(last))
 }
 
 /// A JSON string. Envelope keys and ids need no escaping: they are copied as they are;
@@ -418,6 +422,21 @@ mod tests {
             let back: String = serde_json::from_slice(&buf).unwrap();
             assert_eq!(back, s);
         }
+    }
+
+    #[test]
+    fn the_word_check_agrees_with_a_byte_check_at_every_length_and_position() {
+        let by_byte = |s: &[u8]| s.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\');
+        for len in 1..=17 {
+            for at in 0..len {
+                for byte in 0..=255u8 {
+                    let mut s = vec![b'x'; len];
+                    s[at] = byte;
+                    assert_eq!(json_plain(&s), by_byte(&s), "{s:?}");
+                }
+            }
+        }
+        assert!(json_plain(b""));
     }
 
     #[test]

@@ -62,6 +62,11 @@ impl Outbound {
         self.queue.is_empty()
     }
 
+    /// Length of the front frame (what a write reads first).
+    pub fn front_len(&self) -> Option<usize> {
+        self.queue.front().map(|p| p.frame.len())
+    }
+
     /// Frames queued.
     pub fn len(&self) -> usize {
         self.queue.len()

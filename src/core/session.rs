@@ -125,7 +125,7 @@ pub struct Hello {
 pub struct Session {
     /// Life phase.
     pub phase: Phase,
-    /// Already in the shard's dirty list this turn.
+    /// Listed in the shard's dirty list and not yet taken by the writer.
     pub dirty: bool,
     /// A ping went out since the last frame from the client.
     pub pinged: bool,
