@@ -14,6 +14,8 @@
 #   DURATION=10 WARMUP=3    measured window and warm-up, seconds
 #   SAT_DURATION=5 SAT_WARMUP=2 SAT_RATES="20 30 40 60 80 100 130 160 200"
 #   HUDDLE_FLUSH="0"        huddle variants: flush_interval_us values (each one a row)
+#   ROUNDS=1                rounds per scenario (servers in turn each round; each huddle row
+#                           is compared with its round's peer, then the median ratio)
 #   PEERS="uws"             peers to compare with ("" = huddle only)
 #   CODEC=json              huddle's codec (json | msgpack)
 #   BATCH_US=               loadgen --batch-us (poll tick, µs; empty = loadgen's default, 100)
@@ -58,6 +60,7 @@ else
   QUIET_WAIT=${QUIET_WAIT:-120}
 fi
 HUDDLE_FLUSH=${HUDDLE_FLUSH:-0}
+ROUNDS=${ROUNDS:-1}
 PEERS=${PEERS-uws}
 CODEC=${CODEC:-json}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -271,7 +274,7 @@ notes_of() {
 
 table_header() {
   printf '\n== %s: %s\n' "$1" "$2"
-  printf '%-14s %10s %7s %15s %11s %12s %9s %8s %10s %9s  %s\n' \
+  printf '%-17s %10s %7s %15s %11s %12s %9s %8s %10s %9s  %s\n' \
     server "deliv/s" ratio "p50/p99 us" "srv us/msg" "user us/msg" "peak RSS" "lg CPU" "lg us/msg" "vs uWS" notes
 }
 
@@ -283,7 +286,7 @@ table_row() { # label line peer_us
   fi
   rss=$(kv "$l" server_peak_rss_kb)
   [ -z "$rss" ] || rss=$(awk -v k="$rss" 'BEGIN{printf "%.1f MB", k / 1024}')
-  printf '%-14s %10s %7s %15s %11s %12s %9s %8s %10s %9s  %s\n' "$1" \
+  printf '%-17s %10s %7s %15s %11s %12s %9s %8s %10s %9s  %s\n' "$1" \
     "$(kv "$l" delivered_per_s)" "$(kv "$l" ratio)" "$(kv "$l" p50_us)/$(kv "$l" p99_us)" \
     "${us:--}" "$(kv "$l" server_user_us_per_msg)" "${rss:--}" "$(kv "$l" client_cpu_pct)%" \
     "$(kv "$l" client_us_per_msg)" "$vs" \
@@ -292,25 +295,51 @@ table_row() { # label line peer_us
 
 # Runs every server for one scenario and prints its table.
 # compare SCENARIO DESCRIPTION FLUSH_LIST -- loadgen args...
+# With ROUNDS > 1 every server runs once per round, in turn, and each huddle row is
+# compared with the peer of its own round; a last line gives the median ratio per row.
 compare() {
   local scen=$1 desc=$2 flushes=$3; shift 4
-  local labels=() lines=() f peer_us=""
-  for f in $flushes; do
-    local label=huddle
-    [ "$f" = 0 ] || label="huddle f=$f"
-    run_one "$label" huddle "$f" "$scen" -- "$@"
-    labels+=("$label"); lines+=("$line")
-  done
-  for p in $PEERS; do
-    run_one "$p" "$p" 0 "$scen" -- "$@"
-    labels+=("$p"); lines+=("$line")
-    [ "$p" = uws ] && peer_us=$(kv "$line" server_us_per_msg)
+  local labels=() lines=() peers=() f r round
+  for ((r = 1; r <= ROUNDS; r++)); do
+    round=""
+    [ "$ROUNDS" = 1 ] || round=" #$r"
+    local peer_us=""
+    for f in $flushes; do
+      local label=huddle
+      [ "$f" = 0 ] || label="huddle f=$f"
+      run_one "$label$round" huddle "$f" "$scen" -- "$@"
+      labels+=("$label$round"); lines+=("$line"); peers+=("")
+    done
+    local first=$(( ${#labels[@]} - $(wc -w <<< "$flushes") ))
+    for p in $PEERS; do
+      run_one "$p$round" "$p" 0 "$scen" -- "$@"
+      labels+=("$p$round"); lines+=("$line"); peers+=("")
+      [ "$p" = uws ] && peer_us=$(kv "$line" server_us_per_msg)
+    done
+    local i
+    for ((i = first; i < ${#labels[@]}; i++)); do peers[$i]=$peer_us; done
   done
   table_header "$scen" "$desc"
   local i
   for i in "${!labels[@]}"; do
-    table_row "${labels[$i]}" "${lines[$i]}" "$peer_us"
+    table_row "${labels[$i]}" "${lines[$i]}" "${peers[$i]}"
   done
+  if [ "$ROUNDS" -gt 1 ] && [ -n "$PEERS" ]; then
+    for f in $flushes; do
+      local label=huddle ratios=()
+      [ "$f" = 0 ] || label="huddle f=$f"
+      for i in "${!labels[@]}"; do
+        [[ "${labels[$i]}" == "$label #"* ]] || continue
+        local us; us=$(kv "${lines[$i]}" server_us_per_msg)
+        [ -n "$us" ] && [ -n "${peers[$i]}" ] && [ "${peers[$i]}" != 0 ] || continue
+        ratios+=("$(awk -v a="$us" -v b="${peers[$i]}" 'BEGIN{printf "%.3f", a / b}')")
+      done
+      [ ${#ratios[@]} -gt 0 ] || continue
+      printf '%-17s median of %d rounds: %.2fx uWS (rounds: %s)\n' "$label" "${#ratios[@]}" \
+        "$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END{print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}')" \
+        "${ratios[*]}"
+    done
+  fi
 }
 
 # --- scenarios -----------------------------------------------------------------------------
