@@ -983,6 +983,7 @@ impl Shard {
         };
         let moved = Moved {
             session,
+            from: (self.id, key),
             transport: Box::new(MovedConn {
                 stream: conn.stream,
                 ctx,
@@ -1042,7 +1043,7 @@ impl Shard {
             refused: false,
             drained: false,
         });
-        let key = self.core.handle_adopt(moved.session, t, now);
+        let key = self.core.handle_adopt(moved.session, moved.from, t, now);
         self.conns[t].session = Some(key);
         // Frames may already sit in the WebSocket buffer: epoll will not report them.
         self.read_ws(t, now);

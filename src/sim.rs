@@ -161,6 +161,7 @@ impl Sim {
                     };
                     let moved = Moved {
                         session,
+                        from: (ShardId(i as u16), key),
                         transport: Box::new(()),
                     };
                     self.mesh
@@ -185,7 +186,7 @@ impl Sim {
                 match msg {
                     MeshMsg::Adopt(moved) => {
                         let transport = moved.session.transport;
-                        let key = core.handle_adopt(moved.session, transport, self.now);
+                        let key = core.handle_adopt(moved.session, moved.from, transport, self.now);
                         if let Some(client) = self.clients.get_mut(&transport) {
                             client.shard = to.index();
                             client.key = key;

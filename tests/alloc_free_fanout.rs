@@ -170,6 +170,55 @@ fn check(codecs: &[Codec]) {
     );
 }
 
+/// With `limits.flush_interval_us` a connection's frames wait for the interval, so a
+/// room's messages pile up in its members' queues before one write: the queues keep
+/// their slots, and a steady burst allocates nothing beyond decoding either.
+#[test]
+fn bursts_held_for_a_flush_interval_allocate_nothing_beyond_decoding() {
+    const BURST: usize = 40;
+    let mut room = Room::new(10, &[Codec::Json]);
+    let message = encode_as(
+        Codec::Json,
+        &json!({"v":1,"t":"room.message","room":"r","p":{"type":"move","data":{"x":1}}}),
+    );
+    let burst = |room: &mut Room| {
+        for _ in 0..BURST {
+            room.now += 1;
+            let mut copy = message.clone();
+            room.core
+                .handle_message(room.members[0], &mut copy, room.now);
+            room.core.end_turn(room.now);
+        }
+        room.drain();
+    };
+    for _ in 0..3 {
+        burst(&mut room); // warm up queues, pools and buffers
+    }
+    let mut decoder = Decoder::default();
+    let mut copy = message.clone();
+    let _ = decoder.decode_fast(Codec::Json, &mut copy, tape_message);
+    let decode_only = allocations(|| {
+        let mut copy = message.clone();
+        let decoded = decoder
+            .decode_fast(Codec::Json, &mut copy, tape_message)
+            .unwrap();
+        std::hint::black_box(&decoded);
+    }); // includes the copy of the message, as in `burst`
+    let before = room.frames_out;
+    let allocated = allocations(|| {
+        for _ in 0..5 {
+            burst(&mut room);
+        }
+    });
+    assert_eq!(room.frames_out - before, 5 * BURST * 10);
+    assert_eq!(
+        allocated,
+        5 * BURST as u64 * decode_only,
+        "held bursts allocated {} times per message beyond decoding",
+        allocated as f64 / (5 * BURST) as f64 - decode_only as f64
+    );
+}
+
 #[test]
 fn relaying_to_a_json_room_allocates_nothing_beyond_decoding() {
     check(&[Codec::Json]);

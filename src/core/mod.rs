@@ -32,6 +32,8 @@ use session::{Phase, Session};
 pub struct Moved {
     /// The session record, outbound queue and pending join included.
     pub session: Session,
+    /// Where it was: its shard and key there (to re-address its matchmaking ticket).
+    pub from: (ShardId, SessionKey),
     /// The reactor's transport (socket and WebSocket context); opaque to the core.
     pub transport: Box<dyn Any + Send>,
 }
@@ -285,7 +287,6 @@ impl ShardCore {
             pending_join: None,
             pending_hello: None,
             probes: 0,
-            moved_from: None,
             park_on_close: false,
         };
         ShardMetrics::add(&self.metrics.connections, 1);
@@ -471,12 +472,17 @@ impl ShardCore {
     }
 
     /// Takes over a session moved here; returns its new key. Runs its pending join.
-    pub fn handle_adopt(&mut self, mut session: Session, transport: usize, now: u64) -> SessionKey {
+    pub fn handle_adopt(
+        &mut self,
+        mut session: Session,
+        moved_from: (ShardId, SessionKey),
+        transport: usize,
+        now: u64,
+    ) -> SessionKey {
         session.transport = transport;
         session.dirty = false;
         let pending = session.pending_join.take();
         let hello = session.pending_hello.take();
-        let moved_from = session.moved_from.take();
         let has_ticket = session.rooms.as_ref().is_some_and(|r| r.ticket);
         let has_output = !session.out.is_empty();
         ShardMetrics::add(&self.metrics.connections, 1);
@@ -484,8 +490,8 @@ impl ShardCore {
         if has_output {
             self.mark_dirty(key);
         }
-        if let (true, Some(old)) = (has_ticket, moved_from) {
-            crate::rooms::matchmaking::rekey(self, old, (self.id, key));
+        if has_ticket {
+            crate::rooms::matchmaking::rekey(self, moved_from, (self.id, key));
         }
         if let Some(join) = pending {
             crate::rooms::join_here(self, room::MemberAt::Local(key), *join, now);
@@ -498,10 +504,10 @@ impl ShardCore {
         key
     }
 
-    /// Removes a session that is moving to another shard (its room memberships are none).
+    /// Removes a session that is moving to another shard (its room memberships are none);
+    /// the caller sends it on in a [`Moved`] that says where it was.
     pub fn take_session(&mut self, key: SessionKey) -> Option<Session> {
-        let mut s = self.sessions.remove(key)?;
-        s.moved_from = Some((self.id, key));
+        let s = self.sessions.remove(key)?;
         ShardMetrics::sub(&self.metrics.connections, 1);
         ShardMetrics::add(&self.metrics.moves_out, 1);
         Some(s)

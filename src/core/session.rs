@@ -150,8 +150,6 @@ pub struct Session {
     pub rooms: Option<RoomsSession>,
     /// `state.ack` / `state.resync` per second.
     pub state_bucket: TokenBucket,
-    /// Where the session was before its last move (to re-address its matchmaking ticket).
-    pub moved_from: Option<(ShardId, super::keys::SessionKey)>,
 }
 
 impl Session {
