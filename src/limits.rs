@@ -113,6 +113,10 @@ impl Limits {
         if self.outbound_bytes_max < self.frame_bytes_max + 16 {
             return fail("limits.outbound_bytes_max must hold at least one full frame");
         }
+        // Outbound queues count their bytes in 32 bits (the record stays small).
+        if self.outbound_bytes_max > u32::MAX as usize {
+            return fail("limits.outbound_bytes_max must be at most 4294967295");
+        }
         if self.ping_ms == 0 || self.idle_ms <= self.ping_ms {
             return fail("limits.idle_ms must be above limits.ping_ms (> 0)");
         }
@@ -158,6 +162,21 @@ mod tests {
             ..Limits::default()
         };
         assert!(limits.validate().is_err());
+    }
+
+    #[test]
+    fn the_outbound_bound_fits_the_queues_32_bit_count() {
+        let limits = Limits {
+            outbound_bytes_max: u32::MAX as usize + 1,
+            ..Limits::default()
+        };
+        let err = limits.validate().unwrap_err();
+        assert!(err.0.contains("outbound_bytes_max"), "{err:?}");
+        let limits = Limits {
+            outbound_bytes_max: u32::MAX as usize,
+            ..Limits::default()
+        };
+        assert_eq!(limits.validate(), Ok(()));
     }
 
     #[test]
