@@ -81,8 +81,12 @@ impl Outbound {
         self.front.as_ref().map(|p| p.frame.len())
     }
 
-    fn iter(&self) -> impl Iterator<Item = &Pending> {
-        self.front.iter().chain(self.rest.iter())
+    /// The unwritten bytes of every queued frame, front first (the front frame's part
+    /// already written is skipped).
+    fn unwritten(&self) -> impl Iterator<Item = &[u8]> {
+        let skip = self.head_written as usize;
+        let front = self.front.iter().map(move |p| &p.frame[skip..]);
+        front.chain(self.rest.iter().map(|p| &p.frame[..]))
     }
 
     /// Queues a frame under the policy: reliable frames past `bytes_max` overflow;
@@ -151,13 +155,8 @@ impl Outbound {
     /// Fills `slices` with the unwritten bytes, front first; returns how many.
     pub fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>; IOVECS_MAX]) -> usize {
         let mut n = 0;
-        for (i, p) in self.iter().take(IOVECS_MAX).enumerate() {
-            let skip = if i == 0 {
-                self.head_written as usize
-            } else {
-                0
-            };
-            slices[n] = IoSlice::new(&p.frame[skip..]);
+        for bytes in self.unwritten().take(IOVECS_MAX) {
+            slices[n] = IoSlice::new(bytes);
             n += 1;
         }
         n
@@ -172,13 +171,8 @@ impl Outbound {
 
     /// Appends every unwritten byte to `buf`, front first (a gathered write).
     pub fn gather_into(&self, buf: &mut Vec<u8>) {
-        for (i, p) in self.iter().enumerate() {
-            let skip = if i == 0 {
-                self.head_written as usize
-            } else {
-                0
-            };
-            buf.extend_from_slice(&p.frame[skip..]);
+        for bytes in self.unwritten() {
+            buf.extend_from_slice(bytes);
         }
     }
 
