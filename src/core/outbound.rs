@@ -102,6 +102,7 @@ impl Outbound {
         let len = frame.len();
         let bytes = self.bytes as usize;
         let bytes_max = bytes_max.min(u32::MAX as usize);
+        let congested_bytes = congested_bytes.min(u32::MAX as usize);
         match class {
             Class::Reliable => {
                 if bytes + len > bytes_max {
