@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use huddle::codec::{frame, to_json, Codec, Decoded, Decoder, Writer};
-use huddle::core::room::{Features, Member, MemberAt};
-use huddle::core::SessionKey;
+use huddle::core::{SessionAt, SessionKey, ShardId};
 use huddle::rooms::decode::{command, envelope, tape_message, Command};
 use huddle::rooms::encode;
+use huddle::rooms::room::{Features, Member};
 use huddle::sim::encode_as;
 use serde_json::json;
 
@@ -73,7 +73,10 @@ fn bench_encode(c: &mut Criterion) {
     for codec in [Codec::Json, Codec::Msgpack] {
         let member = Member {
             client_id: Arc::from("c3f9a01b2c4d"),
-            at: MemberAt::Local(SessionKey { index: 0, gen: 1 }),
+            at: SessionAt {
+                shard: ShardId(0),
+                key: SessionKey { index: 0, gen: 1 },
+            },
             codec,
             features: Features::default(),
             acked_seq: 0,

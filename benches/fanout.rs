@@ -17,8 +17,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use huddle::codec::Codec;
 use huddle::config::Config;
 use huddle::core::outbound::IOVECS_MAX;
-use huddle::core::{SessionKey, ShardCore, ShardId};
-use huddle::metrics::ShardMetrics;
+use huddle::core::{shard_seed, Message, SessionKey, ShardId};
+use huddle::dialects::{Route, Shard};
 use huddle::sim::encode_as;
 use serde_json::json;
 
@@ -27,7 +27,7 @@ use serde_json::json;
 const STEP_MS: u64 = 20;
 
 struct Room {
-    core: ShardCore,
+    core: Shard,
     members: Vec<SessionKey>,
     dirty: Vec<SessionKey>,
     now: u64,
@@ -40,13 +40,8 @@ impl Room {
             seed: 1,
             ..Config::default()
         };
-        let core = ShardCore::new(
-            ShardId(0),
-            1,
-            Arc::new(cfg),
-            Arc::new(ShardMetrics::default()),
-            1_700_000_000_000,
-        );
+        let seed = shard_seed(1, ShardId(0));
+        let core = Shard::build(ShardId(0), 1, Arc::new(cfg), seed, 1_700_000_000_000);
         let mut room = Room {
             core,
             members: Vec::new(),
@@ -56,19 +51,24 @@ impl Room {
         let hello = json!({"v": 1, "codecs": ["json"], "project_id": "demo", "token": ""});
         let join = json!({"v": 1, "t": "room.join_or_create", "rid": "j", "room": "arena", "p": {"room_type": "echo_room"}});
         for transport in 0..n {
-            let key = room.core.handle_open(transport, room.now);
+            let key = room.core.handle_open(transport, Route::Rooms, room.now);
             room.members.push(key);
             room.input(key, &mut encode_as(Codec::Json, &hello));
             room.input(key, &mut encode_as(Codec::Json, &join));
             room.now += STEP_MS;
         }
-        assert_eq!(room.core.room("arena").map(|r| r.members.len()), Some(n));
+        let arena = room.core.dialect.rooms.room("arena");
+        assert_eq!(arena.map(|r| r.members.len()), Some(n));
         room
     }
 
     /// One message from `key`; returns the bytes delivered.
     fn input(&mut self, key: SessionKey, bytes: &mut [u8]) -> usize {
-        self.core.handle_message(key, bytes, self.now);
+        let message = Message {
+            bytes,
+            binary: false,
+        };
+        self.core.handle_message(key, message, self.now);
         self.core.end_turn(self.now);
         self.drain()
     }

@@ -11,6 +11,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use huddle::codec::frame::{self, OpCode};
 use huddle::core::outbound::Class;
 use huddle::core::{MeshMsg, SessionKey, ShardId};
+use huddle::dialects::Dialects;
 use huddle::mesh::{Mesh, MeshPort};
 use smallvec::smallvec;
 
@@ -32,7 +33,7 @@ fn bench_hop(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("deliver", batch), |b| {
             b.iter(|| {
                 for _ in 0..batch {
-                    let msg = MeshMsg::Deliver {
+                    let msg = MeshMsg::<Dialects>::Deliver {
                         to: smallvec![key],
                         frame: frame.clone(),
                         class: Class::Reliable,

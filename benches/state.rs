@@ -7,8 +7,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use huddle::core::canon::{self, StateDigest};
-use huddle::core::state::{self, Op};
+use huddle::rooms::canon::{self, StateDigest};
+use huddle::rooms::state::{self, Op};
 use serde_json::{json, Map, Value};
 
 fn state_of(keys: usize) -> Value {

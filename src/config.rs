@@ -1,5 +1,8 @@
 //! The server's configuration: `huddle.toml` read with serde, every key optional.
 //! Owns parsing and validation of the file; not the CLI (main.rs) nor what the values do.
+//! `listen`, `shards`, `pin_shards`, `seed` and `[limits]` are the engine's; the other
+//! sections belong to the dialects (`[echo]`; the rooms dialect's `[auth]`, `[policy]`,
+//! `[rooms]`, `[state]`, `[session]`, `[matchmaking]`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -7,8 +10,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::auth::AuthMode;
 use crate::limits::Limits;
+use crate::rooms::auth::AuthMode;
 
 /// The built-in room types, registered unless `rooms.types` says otherwise.
 pub const BUILTIN_ROOM_TYPES: [&str; 3] = ["echo_room", "counter_room", "state_room"];
@@ -37,6 +40,8 @@ pub struct Config {
     pub session: SessionConfig,
     /// The matchmaker.
     pub matchmaking: MatchmakingConfig,
+    /// The echo dialect.
+    pub echo: EchoConfig,
     /// Seed for each shard's RNG (0 = from the OS). Ids and secrets come from a CSPRNG
     /// either way; a fixed seed is for reproducing a run.
     pub seed: u64,
@@ -55,6 +60,7 @@ impl Default for Config {
             state: StateConfig::default(),
             session: SessionConfig::default(),
             matchmaking: MatchmakingConfig::default(),
+            echo: EchoConfig::default(),
             seed: 0,
         }
     }
@@ -164,6 +170,27 @@ impl Default for MatchmakingConfig {
     }
 }
 
+/// `[echo]`: the echo dialect at `/echo`, which sends every message back unchanged (the
+/// endpoint for WebSocket conformance testing).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EchoConfig {
+    /// Serve `/echo` (off by default; `huddle --echo` turns it on).
+    pub enabled: bool,
+    /// Largest message `/echo` reads; a larger one (or a frame declaring more) closes the
+    /// connection with 1009.
+    pub message_bytes_max: usize,
+}
+
+impl Default for EchoConfig {
+    fn default() -> Self {
+        EchoConfig {
+            enabled: false,
+            message_bytes_max: 64 * 1024,
+        }
+    }
+}
+
 /// Why a configuration cannot be used.
 #[derive(Debug)]
 pub enum ConfigError {
@@ -217,6 +244,14 @@ impl Config {
                     BUILTIN_ROOM_TYPES.join(", ")
                 )));
             }
+        }
+        let echoed_max = self.echo.message_bytes_max + crate::codec::frame::HEADER_BYTES_MAX;
+        if self.echo.message_bytes_max == 0 || echoed_max > self.limits.outbound_bytes_max {
+            return Err(ConfigError::Invalid(
+                "echo.message_bytes_max must be above 0 and its echo (plus a 10-byte frame \
+                 header) must fit limits.outbound_bytes_max"
+                    .into(),
+            ));
         }
         if self.auth.mode == AuthMode::Required && self.auth.secrets.is_empty() {
             return Err(ConfigError::Invalid(
@@ -291,6 +326,21 @@ types = ["echo_room"]
     fn unknown_room_type_is_invalid() {
         let c = Config::parse("[rooms]\ntypes = [\"poker_room\"]").unwrap();
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn echo_is_off_by_default_and_its_messages_must_fit_the_outbound_bound() {
+        let c = Config::parse("[echo]\nenabled = true").unwrap();
+        assert!(c.echo.enabled && !Config::default().echo.enabled);
+        c.validate().unwrap();
+        let c = Config::parse("[echo]\nmessage_bytes_max = 262144").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("echo.message_bytes_max"), "{err}");
+        let c = Config::parse(
+            "[echo]\nmessage_bytes_max = 16777216\n[limits]\noutbound_bytes_max = 16777226",
+        )
+        .unwrap();
+        c.validate().unwrap();
     }
 
     #[test]

@@ -1,27 +1,26 @@
 //! Plain HTTP on the WebSocket port: parsing one request head (httparse), the WebSocket
 //! upgrade answer (tungstenite's handshake checks and accept key), `/healthz`, `/metrics`
-//! and error replies. No IO: the reactor feeds bytes and writes what comes back.
+//! and error replies. No IO: the reactor feeds bytes and writes what comes back. Which
+//! dialect an upgrade reaches is not decided here (the dialects' `route` does that).
 
 use tungstenite::handshake::server::create_response;
 use tungstenite::http;
 
-/// Dialects selected by path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
-    /// `/rooms`, or `/` (the first frame decides; today only the rooms handshake).
-    Rooms,
-}
-
 /// What a complete request head asks for.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Request {
-    /// A valid WebSocket upgrade: the 101 answer to write, the route, and how many bytes
-    /// of the buffer the head took (the rest are WebSocket bytes).
+    /// A WebSocket upgrade: what routing looks at, the request to [`accept`] once a
+    /// dialect takes it, and how many bytes of the buffer the head took (the rest are
+    /// WebSocket bytes).
     Upgrade {
-        /// The 101 response bytes.
-        response: Vec<u8>,
-        /// Dialect.
-        route: Route,
+        /// The request, for [`accept`].
+        request: Box<http::Request<()>>,
+        /// The request path, without the query.
+        path: String,
+        /// The query, without `?`.
+        query: String,
+        /// The `Origin` header.
+        origin: Option<String>,
         /// Length of the request head.
         head_len: usize,
     },
@@ -39,7 +38,7 @@ pub fn parse(buf: &[u8], metrics: impl FnOnce() -> String) -> Result<Option<Requ
         Err(_) => return Err(reply(400, "Bad Request", "text/plain", b"bad request\n")),
     };
     let target = req.path.unwrap_or("/");
-    let path = target.split('?').next().unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     if req.method != Some("GET") {
         return Ok(Some(Request::Reply(reply(
             405,
@@ -59,17 +58,11 @@ pub fn parse(buf: &[u8], metrics: impl FnOnce() -> String) -> Result<Option<Requ
             _ => reply(404, "Not Found", "text/plain", b"not found\n"),
         })));
     }
-    let route = match path {
-        "/rooms" | "/" => Route::Rooms,
-        _ => {
-            return Ok(Some(Request::Reply(reply(
-                404,
-                "Not Found",
-                "text/plain",
-                b"no dialect at this path\n",
-            ))))
-        }
-    };
+    let origin = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("origin"))
+        .map(|h| String::from_utf8_lossy(h.value).into_owned());
     let mut builder = http::Request::builder()
         .method("GET")
         .uri(target)
@@ -80,7 +73,19 @@ pub fn parse(buf: &[u8], metrics: impl FnOnce() -> String) -> Result<Option<Requ
     let request = builder
         .body(())
         .map_err(|_| reply(400, "Bad Request", "text/plain", b"bad request\n"))?;
-    let response = create_response(&request).map_err(|e| {
+    Ok(Some(Request::Upgrade {
+        request: Box::new(request),
+        path: path.to_string(),
+        query: query.to_string(),
+        origin,
+        head_len,
+    }))
+}
+
+/// The 101 answer to an upgrade a dialect took (tungstenite checks the WebSocket headers
+/// and computes the accept key), or a 400 reply.
+pub fn accept(request: &http::Request<()>) -> Result<Vec<u8>, Vec<u8>> {
+    let response = create_response(request).map_err(|e| {
         reply(
             400,
             "Bad Request",
@@ -100,11 +105,7 @@ pub fn parse(buf: &[u8], metrics: impl FnOnce() -> String) -> Result<Option<Requ
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    Ok(Some(Request::Upgrade {
-        response: out,
-        route,
-        head_len,
-    }))
+    Ok(out)
 }
 
 /// A complete `Connection: close` response.
@@ -122,28 +123,31 @@ pub fn reply(status: u16, text: &str, content_type: &str, body: &[u8]) -> Vec<u8
 mod tests {
     use super::*;
 
-    const UPGRADE: &[u8] = b"GET /rooms?x=1 HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nEXTRA";
+    const UPGRADE: &[u8] = b"GET /rooms?x=1 HTTP/1.1\r\nHost: a\r\nOrigin: https://a.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nEXTRA";
 
     #[test]
     fn upgrade_answers_101_with_the_rfc_accept_key() {
         let Ok(Some(Request::Upgrade {
-            response,
-            route,
+            request,
+            path,
+            query,
+            origin,
             head_len,
         })) = parse(UPGRADE, String::new)
         else {
             panic!("upgrade expected")
         };
-        let text = String::from_utf8(response).unwrap();
+        let text = String::from_utf8(accept(&request).unwrap()).unwrap();
         assert!(text.starts_with("HTTP/1.1 101"));
         assert!(text.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{text}");
-        assert_eq!(route, Route::Rooms);
+        assert_eq!((path.as_str(), query.as_str()), ("/rooms", "x=1"));
+        assert_eq!(origin.as_deref(), Some("https://a.example"));
         assert_eq!(&UPGRADE[head_len..], b"EXTRA");
     }
 
     #[test]
     fn partial_heads_ask_for_more() {
-        assert_eq!(parse(&UPGRADE[..20], String::new), Ok(None));
+        assert!(matches!(parse(&UPGRADE[..20], String::new), Ok(None)));
     }
 
     #[test]
@@ -159,13 +163,12 @@ mod tests {
     }
 
     #[test]
-    fn bad_upgrades_get_400_or_404() {
+    fn bad_upgrades_get_400() {
         let no_key = b"GET /rooms HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n";
-        assert!(matches!(parse(no_key, String::new), Err(r) if r.starts_with(b"HTTP/1.1 400")));
-        let wrong_path = b"GET /nope HTTP/1.1\r\nUpgrade: websocket\r\n\r\n";
-        assert!(
-            matches!(parse(wrong_path, String::new), Ok(Some(Request::Reply(r))) if r.starts_with(b"HTTP/1.1 404"))
-        );
+        let Ok(Some(Request::Upgrade { request, .. })) = parse(no_key, String::new) else {
+            panic!("an upgrade, to be refused once routed")
+        };
+        assert!(matches!(accept(&request), Err(r) if r.starts_with(b"HTTP/1.1 400")));
         assert!(parse(b"\x00\x01garbage\r\n\r\n", String::new).is_err());
     }
 }

@@ -1,32 +1,44 @@
-//! huddle: a real-time multiplayer WebSocket server — per-core shards, WebSocket
-//! dialects on one engine (today the rooms dialect).
+//! huddle: a real-time multiplayer WebSocket server — per-core shards, one engine, and
+//! WebSocket dialects behind one seam (rooms today; echo for conformance testing).
 //!
 //! # Where bytes come in and go out
 //!
 //! ```text
 //!  socket ─► reactor (mio; the only IO) ─► tungstenite context ─► complete messages
-//!  message ─► rooms::decode (simd-json / rmp, borrowed) ─► Command
-//!  Command ─► core::ShardCore (sessions, rooms, logic, state) ─► frames, mesh messages
-//!  frame (encoded once, pooled) ─► each member's core::outbound queue ─► one send/turn
+//!  upgrade path ─► dialects::Dialects::route ─► the session's dialect
+//!  message ─► core::ShardCore ─► Dialect::handle_message (enum dispatch) ─► e.g. rooms:
+//!            decode (simd-json / rmp, borrowed) ─► command ─► rooms, state, matchmaking
+//!  frame (encoded once, pooled) ─► core::Engine::fan_out ─► each member's outbound queue
+//!                                                       ─► one send per connection per turn
 //! ```
 //!
 //! # Layout
 //!
-//! - [`server`] binds one `SO_REUSEPORT` listener per shard, builds the [`mesh`], and
-//!   spawns the pinned [`reactor`] threads.
-//! - [`reactor`]: a shard's mio loop: accept, HTTP ([`http`]), WebSocket, moves, flushes.
-//! - [`core`]: the sans-IO shard core — sessions, rooms, fan-out, outbound policy,
-//!   timers; [`core::logic`] room types, [`core::state`] ops, [`core::canon`] checksums.
-//! - [`rooms`]: the rooms dialect (handshake, membership, relay, sync, matchmaking,
-//!   resume).
-//! - [`codec`]: decoding both codecs into one value tree, the frame writer, frames.
-//! - [`auth`], [`config`], [`limits`], [`metrics`]: tokens, `huddle.toml`, bounds,
-//!   counters.
-//! - [`sim`]: a deterministic whole-server simulator for tests and benches.
+//! The engine — it knows no dialect:
+//! - [`core`]: the sans-IO shard core. [`core::Engine`] owns sessions' transport side,
+//!   outbound queues and policy, rate buckets, the frame pool, moves, take-overs, timers
+//!   and metrics; [`core::dialect`] is the seam (the [`core::Dialect`] trait); a turn's
+//!   order is [`core::ShardCore::turn`], for every driver.
+//! - [`reactor`]: a shard's mio loop, the core's driver with real IO (accept, HTTP,
+//!   WebSocket, writes, moves).
+//! - [`mesh`]: the bounded queues and wakers between shards.
+//! - [`server`]: binding the listeners, building the mesh, spawning pinned shard threads.
 //!
-//! # Example: a server without sockets
+//! The dialects — each a module behind the seam, with its own shard state:
+//! - [`dialects`]: the set huddle runs — its routes and the dispatch to each dialect.
+//! - [`rooms`]: rooms, state sync, matchmaking, resume (handshake, membership, relay,
+//!   sync, matchmaking, resume; room logic, state ops and checksums, tokens).
+//! - [`echo`]: every message back unchanged, at `/echo` when enabled.
 //!
-//! ```
+//! Shared by both: [`codec`] (both wire codecs into one value tree, the frame writer,
+//! frames), [`http`] (request heads), [`config`], [`limits`], [`metrics`]. With the `sim`
+//! feature, `sim` runs a whole server in memory on the same turn order (tests, benches,
+//! fuzzing).
+//!
+//! # Example: a server without sockets (with the `sim` feature)
+//!
+#![cfg_attr(feature = "sim", doc = "```")]
+#![cfg_attr(not(feature = "sim"), doc = "```ignore")]
 //! use huddle::codec::Codec;
 //! use huddle::config::Config;
 //! use huddle::sim::Sim;
@@ -44,10 +56,11 @@
 //! assert_eq!(got[0]["p"]["from"], hello["client_id"]);
 //! ```
 #![deny(unsafe_code)]
-pub mod auth;
 pub mod codec;
 pub mod config;
 pub mod core;
+pub mod dialects;
+pub mod echo;
 pub mod http;
 pub mod limits;
 pub mod mesh;
@@ -55,4 +68,10 @@ pub mod metrics;
 pub mod reactor;
 pub mod rooms;
 pub mod server;
+#[cfg(feature = "sim")]
 pub mod sim;
+
+/// Starts huddle's server (every dialect in [`dialects::Dialects`]) on `cfg`.
+pub fn start(cfg: config::Config) -> std::io::Result<server::Server> {
+    server::Server::start::<dialects::Dialects>(cfg)
+}

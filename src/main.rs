@@ -6,9 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use huddle::auth::{self, AuthMode};
 use huddle::config::Config;
-use huddle::server::Server;
+use huddle::rooms::auth::{self, AuthMode};
 
 /// A real-time multiplayer WebSocket server.
 #[derive(Parser, Debug)]
@@ -23,6 +22,10 @@ struct Cli {
     /// Shard (reactor thread) count, overriding the config; 0 = one per core.
     #[arg(long)]
     shards: Option<usize>,
+    /// Serve the echo dialect at /echo (WebSocket conformance testing), as `[echo]
+    /// enabled = true` does.
+    #[arg(long)]
+    echo: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -58,6 +61,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(shards) = cli.shards {
         cfg.shards = shards;
     }
+    if cli.echo {
+        cfg.echo.enabled = true;
+    }
     cfg.validate()?;
     match cli.command {
         Some(Command::Token { project, ttl }) => mint(&cfg, &project, &ttl),
@@ -87,9 +93,14 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         );
     }
     let mode = cfg.auth.mode;
-    let server = Server::start(cfg).context("starting the server")?;
+    let dialects = if cfg.echo.enabled {
+        "rooms at /rooms and /, echo at /echo"
+    } else {
+        "rooms at /rooms and /"
+    };
+    let server = huddle::start(cfg).context("starting the server")?;
     tracing::info!(
-        "listening on {} (shards={}, auth={}, dialects: rooms)",
+        "listening on {} (shards={}, auth={}, dialects: {dialects})",
         server.addr,
         server.shards,
         mode

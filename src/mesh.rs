@@ -1,23 +1,25 @@
 //! The mesh: one bounded lock-free queue per ordered pair of shards plus one `mio::Waker`
 //! per shard, built at startup. Shards cross only through it. A full queue hands the
 //! message back; the sender keeps it in a local backlog and retries on its next turn.
+//! Generic over the message (the core's `MeshMsg`); what a message means is not its
+//! concern.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::core::{MeshMsg, ShardId};
+use crate::core::ShardId;
 
 /// All queues and wakers of the server.
-pub struct Mesh {
+pub struct Mesh<T> {
     shards: usize,
     /// `queues[from * shards + to]`.
-    queues: Vec<ArrayQueue<MeshMsg>>,
+    queues: Vec<ArrayQueue<T>>,
     wakers: Vec<Arc<mio::Waker>>,
 }
 
-impl Mesh {
+impl<T> Mesh<T> {
     /// A mesh for `wakers.len()` shards with queues of `queue_len` messages.
     pub fn new(wakers: Vec<Arc<mio::Waker>>, queue_len: usize) -> Self {
         let shards = wakers.len();
@@ -31,7 +33,7 @@ impl Mesh {
         }
     }
 
-    fn queue(&self, from: ShardId, to: ShardId) -> &ArrayQueue<MeshMsg> {
+    fn queue(&self, from: ShardId, to: ShardId) -> &ArrayQueue<T> {
         &self.queues[from.index() * self.shards + to.index()]
     }
 
@@ -44,18 +46,18 @@ impl Mesh {
 }
 
 /// One shard's end of the mesh.
-pub struct MeshPort {
+pub struct MeshPort<T> {
     me: ShardId,
-    mesh: Arc<Mesh>,
+    mesh: Arc<Mesh<T>>,
     /// Messages a full queue handed back, per destination, in order.
-    backlog: Vec<VecDeque<MeshMsg>>,
+    backlog: Vec<VecDeque<T>>,
     /// Destinations that got messages since the last `wake`.
     to_wake: Vec<bool>,
 }
 
-impl MeshPort {
+impl<T> MeshPort<T> {
     /// Shard `me`'s port.
-    pub fn new(me: ShardId, mesh: Arc<Mesh>) -> Self {
+    pub fn new(me: ShardId, mesh: Arc<Mesh<T>>) -> Self {
         let n = mesh.shards;
         MeshPort {
             me,
@@ -66,7 +68,7 @@ impl MeshPort {
     }
 
     /// Sends a message, keeping order per destination.
-    pub fn send(&mut self, to: ShardId, msg: MeshMsg) {
+    pub fn send(&mut self, to: ShardId, msg: T) {
         let backlog = &mut self.backlog[to.index()];
         if backlog.is_empty() {
             if let Err(msg) = self.mesh.queue(self.me, to).push(msg) {
@@ -105,7 +107,7 @@ impl MeshPort {
     }
 
     /// Takes up to `max` messages addressed to this shard, from every sender.
-    pub fn drain(&self, max: usize, mut f: impl FnMut(ShardId, MeshMsg)) -> usize {
+    pub fn drain(&self, max: usize, mut f: impl FnMut(ShardId, T)) -> usize {
         let mut n = 0;
         for from in 0..self.mesh.shards {
             let from = ShardId(from as u16);
@@ -126,22 +128,6 @@ impl MeshPort {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::SessionKey;
-
-    fn deliver(n: u32) -> MeshMsg {
-        MeshMsg::RemoteLeave {
-            from: SessionKey { index: n, gen: 1 },
-            room_id: Arc::from("r"),
-            rid: None,
-        }
-    }
-
-    fn index_of(msg: &MeshMsg) -> u32 {
-        match msg {
-            MeshMsg::RemoteLeave { from, .. } => from.index,
-            _ => unreachable!(),
-        }
-    }
 
     #[test]
     fn a_full_queue_backlogs_in_order() {
@@ -153,18 +139,18 @@ mod tests {
         let mesh = Arc::new(Mesh::new(wakers, 16));
         let mut a = MeshPort::new(ShardId(0), mesh.clone());
         let b = MeshPort::new(ShardId(1), mesh);
-        for i in 0..40 {
-            a.send(ShardId(1), deliver(i));
+        for i in 0..40u32 {
+            a.send(ShardId(1), i);
         }
         let mut got = Vec::new();
-        b.drain(usize::MAX, |_, m| got.push(index_of(&m)));
+        b.drain(usize::MAX, |_, m| got.push(m));
         assert_eq!(got, (0..16).collect::<Vec<_>>());
         assert!(a.retry_backlog());
-        b.drain(usize::MAX, |_, m| got.push(index_of(&m)));
+        b.drain(usize::MAX, |_, m| got.push(m));
         a.retry_backlog();
-        b.drain(usize::MAX, |_, m| got.push(index_of(&m)));
+        b.drain(usize::MAX, |_, m| got.push(m));
         assert!(!a.retry_backlog());
-        b.drain(usize::MAX, |_, m| got.push(index_of(&m)));
+        b.drain(usize::MAX, |_, m| got.push(m));
         assert_eq!(got, (0..40).collect::<Vec<_>>(), "FIFO across the backlog");
     }
 }

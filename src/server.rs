@@ -1,5 +1,6 @@
 //! Starting and stopping the server: binds one `SO_REUSEPORT` listener per shard, builds
-//! the mesh, spawns the pinned shard threads. Used by `main` and by end-to-end tests.
+//! the mesh, seeds each shard, spawns the pinned shard threads. Generic over the dialect
+//! set it runs (`huddle::start` runs huddle's). Used by `main` and by end-to-end tests.
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,8 +11,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use rand::RngCore;
+
 use crate::config::Config;
-use crate::core::{ShardCore, ShardId};
+use crate::core::{shard_seed, Dialect, MeshMsg, ShardCore, ShardId};
 use crate::mesh::{Mesh, MeshPort};
 use crate::metrics::ShardMetrics;
 use crate::reactor::{Shard, ShardParts, WAKER};
@@ -24,7 +27,7 @@ pub struct Server {
     pub shards: usize,
     threads: Vec<JoinHandle<()>>,
     shutdown: Arc<AtomicBool>,
-    mesh: Arc<Mesh>,
+    wake_all: Box<dyn Fn() + Send + Sync>,
     metrics: Arc<Vec<Arc<ShardMetrics>>>,
 }
 
@@ -39,8 +42,9 @@ fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 impl Server {
-    /// Binds every shard's listener and starts the shard threads.
-    pub fn start(cfg: Config) -> io::Result<Server> {
+    /// Binds every shard's listener and starts the shard threads, each running dialect
+    /// set `D`.
+    pub fn start<D: Dialect>(cfg: Config) -> io::Result<Server> {
         cfg.validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let shards = cfg.shard_count();
@@ -58,23 +62,36 @@ impl Server {
             .iter()
             .map(|p| mio::Waker::new(p.registry(), WAKER).map(Arc::new))
             .collect::<io::Result<Vec<_>>>()?;
-        let mesh = Arc::new(Mesh::new(wakers, cfg.limits.mesh_queue_len));
-        let metrics: Arc<Vec<Arc<ShardMetrics>>> =
-            Arc::new((0..shards).map(|_| Arc::default()).collect());
-        let shutdown = Arc::new(AtomicBool::new(false));
-        let total_conns = Arc::new(AtomicUsize::new(0));
+        let mesh: Arc<Mesh<MeshMsg<D>>> = Arc::new(Mesh::new(wakers, cfg.limits.mesh_queue_len));
         let unix_base_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let cores = if cfg.pin_shards {
+        let cores: Vec<ShardCore<D>> = (0..shards)
+            .map(|i| {
+                let id = ShardId(i as u16);
+                let seed = if cfg.seed == 0 {
+                    let mut seed = [0u8; 32];
+                    rand::rngs::OsRng.fill_bytes(&mut seed);
+                    seed
+                } else {
+                    shard_seed(cfg.seed, id)
+                };
+                ShardCore::build(id, shards, cfg.clone(), seed, unix_base_ms)
+            })
+            .collect();
+        let metrics: Arc<Vec<Arc<ShardMetrics>>> =
+            Arc::new(cores.iter().map(|c| c.metrics().clone()).collect());
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let total_conns = Arc::new(AtomicUsize::new(0));
+        let cpus = if cfg.pin_shards {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {
             Vec::new()
         };
         let mut threads = Vec::with_capacity(shards);
-        for (i, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
+        let shard_io = polls.into_iter().zip(listeners);
+        for (i, ((poll, listener), core)) in shard_io.zip(cores).enumerate() {
             let id = ShardId(i as u16);
-            let core = ShardCore::new(id, shards, cfg.clone(), metrics[i].clone(), unix_base_ms);
             let parts = ShardParts {
                 id,
                 poll,
@@ -85,7 +102,7 @@ impl Server {
                 total_conns: total_conns.clone(),
                 all_metrics: metrics.clone(),
             };
-            let pin = (!cores.is_empty()).then(|| cores[i % cores.len()]);
+            let pin = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
             let shard = Shard::new(parts)?;
             let handle = std::thread::Builder::new()
                 .name(format!("huddle-shard-{i}"))
@@ -104,7 +121,7 @@ impl Server {
             shards,
             threads,
             shutdown,
-            mesh,
+            wake_all: Box::new(move || mesh.wake_all()),
             metrics,
         })
     }
@@ -118,7 +135,7 @@ impl Server {
     pub fn shutdown(&self) {
         self.shutdown
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.mesh.wake_all();
+        (self.wake_all)();
     }
 
     /// The flag the signal handler sets.
@@ -128,7 +145,7 @@ impl Server {
 
     /// Wakes every shard (after setting the shutdown flag from outside).
     pub fn wake_all(&self) {
-        self.mesh.wake_all();
+        (self.wake_all)();
     }
 
     /// Waits for every shard thread to finish.

@@ -1,8 +1,9 @@
 //! The HTTP request head parser: arbitrary bytes never panic; an upgrade's head length is
-//! within the input and its answer is a 101; every other answer is a complete response.
+//! within the input, its path has no query, and its answer (once routed) is a 101 or a
+//! 400; every other answer is a complete response.
 #![no_main]
 
-use huddle::http::{parse, Request};
+use huddle::http::{accept, parse, Request};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,18 +12,30 @@ fuzz_target!(|data: &[u8]| {
     match parse(data, || "huddle_fuzz 1\n".to_string()) {
         Ok(None) => {}
         Ok(Some(Request::Upgrade {
-            response, head_len, ..
+            request,
+            path,
+            head_len,
+            ..
         })) => {
             assert!(
                 head_len <= data.len(),
                 "head_len {head_len} > input {}",
                 data.len()
             );
-            assert!(
-                response.starts_with(b"HTTP/1.1 101 "),
-                "an upgrade answers 101"
-            );
-            assert!(response.ends_with(b"\r\n\r\n"), "the 101 head is complete");
+            assert!(!path.contains('?'), "the query is split off the path");
+            match accept(&request) {
+                Ok(response) => {
+                    assert!(
+                        response.starts_with(b"HTTP/1.1 101 "),
+                        "an accepted upgrade answers 101"
+                    );
+                    assert!(response.ends_with(b"\r\n\r\n"), "the 101 head is complete");
+                }
+                Err(reply) => {
+                    assert!(reply.starts_with(b"HTTP/1.1 400"), "a refused upgrade is a 400");
+                    assert!(is_response(&reply));
+                }
+            }
         }
         Ok(Some(Request::Reply(reply))) => assert!(is_response(&reply), "a reply is a response"),
         Err(reply) => {

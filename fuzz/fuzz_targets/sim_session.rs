@@ -1,18 +1,21 @@
 //! A whole two-shard server in the simulator, driven by arbitrary client bytes: it never
-//! panics, every frame it sends decodes to an envelope `{v:1, t, p:{…}}` (the simulator
-//! decodes each one), and once every client is gone and parked sessions have expired no
-//! session or room is left.
+//! panics, every frame a rooms client gets decodes to an envelope `{v:1, t, p:{…}}` (the
+//! simulator decodes each one), the echo client gets back exactly what it sent, and once
+//! every client is gone and parked sessions have expired no session or room is left.
 //!
 //! Input: `[setup]` then records `[ctl][len: u16 LE][bytes]`. `setup` bit 0: client B
-//! speaks MessagePack; bit 1: A connects to shard 1; bit 2: B to shard 1. `ctl % 4`:
-//! 0: A sends `len` bytes (A's first message after connecting is its handshake);
-//! 1: B (handshaken, in room `r`) sends `len` bytes; 2: the clock advances `len` ms;
-//! 3: A's socket drops and a new A connects to shard `(ctl >> 2) & 1`.
+//! speaks MessagePack; bit 1: A connects to shard 1; bit 2: B to shard 1; bit 3: A
+//! connects on `/` (the first message decides its dialect) rather than `/rooms`.
+//! `ctl % 5`: 0: A sends `len` bytes (A's first message after connecting is its
+//! handshake); 1: B (handshaken, in room `r`) sends `len` bytes; 2: the clock advances
+//! `len` ms; 3: A's socket drops and a new A connects to shard `(ctl >> 3) & 1`; 4: the
+//! echo client E sends `len` bytes as a binary message.
 #![no_main]
 
 use huddle::codec::Codec;
 use huddle::config::{Config, SessionConfig};
 use huddle::core::TICK_MS;
+use huddle::dialects::Route;
 use huddle::sim::{ClientId, Received, Sim};
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
@@ -24,10 +27,16 @@ const RESUME_TTL_MS: u64 = 2_000;
 /// Checks every frame a client received is an envelope.
 fn check_inbox(sim: &mut Sim, c: ClientId) {
     for received in sim.drain(c) {
-        if let Received::Frame(v) = received {
-            assert_eq!(v["v"], 1, "envelope version: {v}");
-            assert!(v["t"].is_string(), "envelope type: {v}");
-            assert!(v["p"].is_object(), "envelope payload: {v}");
+        match received {
+            Received::Frame(v) => {
+                assert_eq!(v["v"], 1, "envelope version: {v}");
+                assert!(v["t"].is_string(), "envelope type: {v}");
+                assert!(v["p"].is_object(), "envelope payload: {v}");
+            }
+            Received::Text(_) | Received::Binary(_) => {
+                panic!("a rooms frame that does not decode: {received:?}")
+            }
+            Received::Ping | Received::Close(..) => {}
         }
     }
 }
@@ -40,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&setup, mut rest)) = data.split_first() else {
         return;
     };
-    let cfg = Config {
+    let mut cfg = Config {
         seed: 7,
         session: SessionConfig {
             resume_ttl_ms: RESUME_TTL_MS,
@@ -48,6 +57,7 @@ fuzz_target!(|data: &[u8]| {
         },
         ..Config::default()
     };
+    cfg.echo.enabled = true;
     let mut sim = Sim::new(SHARDS, cfg);
     let b_codec = if setup & 1 == 1 {
         Codec::Msgpack
@@ -56,23 +66,40 @@ fuzz_target!(|data: &[u8]| {
     };
     let (b, _) = sim.handshaken(setup_bit(setup, 2), b_codec);
     sim.send(b, json!({"v": 1, "t": "room.join_or_create", "rid": "j", "room": "r", "p": {"room_type": "echo_room"}}));
-    let mut a = sim.connect(setup_bit(setup, 1), Codec::Json);
+    let a_route = if setup_bit(setup, 3) == 1 {
+        Route::Shared
+    } else {
+        Route::Rooms
+    };
+    let mut a = sim.open(setup_bit(setup, 1), a_route, Codec::Json);
+    let echo = sim.open_raw(0, Route::Echo);
     let mut clients = vec![b, a];
 
     while let [ctl, lo, hi, tail @ ..] = rest {
         let len = usize::from(u16::from_le_bytes([*lo, *hi]));
         rest = tail;
-        match ctl % 4 {
-            0 | 1 => {
+        match ctl % 5 {
+            0 | 1 | 4 => {
                 let (bytes, tail) = rest.split_at(len.min(rest.len()));
                 rest = tail;
-                let from = if ctl % 4 == 0 { a } else { b };
+                let from = match ctl % 5 {
+                    0 => a,
+                    1 => b,
+                    _ => echo,
+                };
                 sim.send_bytes(from, bytes.to_vec());
+                if from == echo {
+                    assert_eq!(
+                        sim.drain(echo),
+                        [Received::Binary(bytes.to_vec())],
+                        "echo sends the message back unchanged"
+                    );
+                }
             }
             2 => sim.advance(len as u64),
             _ => {
                 sim.disconnect(a);
-                a = sim.connect(usize::from(ctl >> 2 & 1), Codec::Json);
+                a = sim.open(usize::from(ctl >> 3 & 1), a_route, Codec::Json);
                 clients.push(a);
             }
         }
@@ -85,28 +112,16 @@ fuzz_target!(|data: &[u8]| {
         sim.disconnect(c);
         check_inbox(&mut sim, c);
     }
+    sim.disconnect(echo);
     // Only parked sessions outlive their connection; wait them out, with two ticks to spare.
     sim.advance(RESUME_TTL_MS + 2 * TICK_MS);
-    for core in &sim.cores {
-        assert_eq!(
-            core.session_count(),
-            0,
-            "sessions left on shard {:?}",
-            core.id
-        );
-        assert_eq!(core.room_count(), 0, "rooms left on shard {:?}", core.id);
-        let gauge = |g: &std::sync::atomic::AtomicU64| g.load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(
-            gauge(&core.metrics.connections),
-            0,
-            "connections gauge, shard {:?}",
-            core.id
-        );
-        assert_eq!(
-            gauge(&core.metrics.rooms),
-            0,
-            "rooms gauge, shard {:?}",
-            core.id
-        );
+    let gauge = |g: &std::sync::atomic::AtomicU64| g.load(std::sync::atomic::Ordering::Relaxed);
+    for (i, core) in sim.cores.iter().enumerate() {
+        assert_eq!(core.session_count(), 0, "sessions left on shard {i}");
+        let rooms = &core.dialect.rooms;
+        assert_eq!(rooms.room_count(), 0, "rooms left on shard {i}");
+        let connections = gauge(&core.metrics().connections);
+        assert_eq!(connections, 0, "connections gauge, shard {i}");
+        assert_eq!(gauge(&rooms.metrics.rooms), 0, "rooms gauge, shard {i}");
     }
 });

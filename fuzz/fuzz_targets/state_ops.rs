@@ -7,7 +7,7 @@
 //! from `TOKENS` (paths that reach existing members); clear: the path is the raw bytes.
 #![no_main]
 
-use huddle::core::state::{apply, Op};
+use huddle::rooms::state::{apply, Op};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 

@@ -8,10 +8,10 @@ use smallvec::SmallVec;
 
 use simd_json::prelude::*;
 
+use super::room::Features;
 use crate::codec::{as_i64, as_str, field, is_null, Codec, TapeValue, Value};
-use crate::core::room::Features;
 
-/// The closed set of error codes on the wire.
+/// The closed set of error codes on the wire (the discriminant indexes their counters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
     /// Malformed envelope or payload.
@@ -42,6 +42,33 @@ pub enum ErrorCode {
     SlowConsumer,
     /// A bug on our side.
     Internal,
+}
+
+impl crate::metrics::ErrorCode for ErrorCode {
+    const ALL: &'static [ErrorCode] = &[
+        ErrorCode::BadRequest,
+        ErrorCode::BadHandshake,
+        ErrorCode::Unauthorized,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnknownType,
+        ErrorCode::UnknownRoomType,
+        ErrorCode::RoomNotFound,
+        ErrorCode::RoomFull,
+        ErrorCode::AlreadyJoined,
+        ErrorCode::NotInRoom,
+        ErrorCode::RateLimited,
+        ErrorCode::SlowConsumer,
+        ErrorCode::Internal,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn as_str(self) -> &'static str {
+        ErrorCode::as_str(self)
+    }
 }
 
 impl ErrorCode {
@@ -463,6 +490,18 @@ pub fn command<'v, 'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_error_code_is_listed_once_at_its_own_index() {
+        use crate::metrics::ErrorCode as _;
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(code.index(), i, "{code:?}");
+        }
+        let names: std::collections::HashSet<_> =
+            ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), ErrorCode::ALL.len(), "wire names are distinct");
+        assert_eq!(ErrorCode::ALL.len(), ErrorCode::Internal as usize + 1);
+    }
 
     fn parse(json: &str) -> Value<'static> {
         let mut bytes = json.as_bytes().to_vec();

@@ -1,8 +1,8 @@
 //! Rooms-dialect output: envelopes written straight into frames with a `Writer`, in the
 //! session's codec. Missing optional fields are omitted, never `null`.
 
+use super::room::Member;
 use crate::codec::{Codec, Frame, Value, Writer};
-use crate::core::room::Member;
 
 /// Opens `{v:1, t, rid?, room?, p:{…p_len entries…}` — the caller writes the payload's
 /// entries and calls [`end`].

@@ -8,12 +8,10 @@ use std::sync::Arc;
 
 use crate::codec::Codec;
 use crate::core::outbound::Class;
-use crate::core::room::{home_shard, MemberAt};
-use crate::core::session::PendingJoin;
-use crate::core::{MeshMsg, SessionKey, ShardCore, ShardId};
+use crate::core::{home_shard, SessionAt, SessionKey, ShardId};
 
 use super::decode::{ErrorCode, Refusal};
-use super::encode;
+use super::{encode, Cx, Host, Mesh, PendingJoin};
 
 /// The shard the matchmaker lives on.
 pub const MATCHMAKER: ShardId = ShardId(0);
@@ -23,14 +21,11 @@ pub const SIZE_MIN: i64 = 2;
 /// Largest match size.
 pub const SIZE_MAX: i64 = 64;
 
-/// A session wherever it lives: (shard, key).
-pub type Addr = (ShardId, SessionKey);
-
 /// One participant of a match.
 #[derive(Clone, Debug)]
 pub struct Participant {
     /// Its session.
-    pub at: Addr,
+    pub at: SessionAt,
     /// Its public id.
     pub client_id: Arc<str>,
     /// Its codec.
@@ -72,7 +67,7 @@ pub enum MmMsg {
     /// A session with a ticket moved: it is now `new_key` on the sending shard.
     Rekey {
         /// Where it was.
-        old: Addr,
+        old: SessionAt,
         /// Its key on the sending shard.
         new_key: SessionKey,
     },
@@ -100,11 +95,11 @@ struct Ticket {
 #[derive(Default)]
 pub struct Matchmaker {
     queues: HashMap<(&'static str, u32), VecDeque<Ticket>>,
-    holders: HashMap<Addr, (&'static str, u32)>,
+    holders: HashMap<SessionAt, (&'static str, u32)>,
 }
 
 impl Matchmaker {
-    fn remove(&mut self, at: Addr) -> bool {
+    fn remove(&mut self, at: SessionAt) -> bool {
         let Some(queue_key) = self.holders.remove(&at) else {
             return false;
         };
@@ -116,26 +111,22 @@ impl Matchmaker {
 }
 
 /// Sends a message to the matchmaker (handled at once when it lives here).
-pub fn send(core: &mut ShardCore, msg: MmMsg, now: u64) {
-    if core.id == MATCHMAKER {
-        handle(core, core.id, msg, now);
+fn send<H: Host>(cx: &mut Cx<'_, H>, msg: MmMsg, now: u64) {
+    if cx.eng.id == MATCHMAKER {
+        let here = cx.eng.id;
+        handle(cx, here, msg, now);
     } else {
-        core.post(MATCHMAKER, MeshMsg::Matchmaking(Box::new(msg)));
+        cx.post(MATCHMAKER, Mesh::Matchmaking(Box::new(msg)));
     }
 }
 
-fn reply(core: &mut ShardCore, to: Addr, frame: crate::codec::Frame) {
-    let at = if to.0 == core.id {
-        MemberAt::Local(to.1)
-    } else {
-        MemberAt::Remote(to.0, to.1)
-    };
-    core.send_to(at, frame, Class::Reliable);
+fn reply<H: Host>(cx: &mut Cx<'_, H>, to: SessionAt, frame: crate::codec::Frame) {
+    cx.eng.send_to(to, frame, Class::Reliable);
 }
 
 /// `matchmaking.enqueue` from a local session (validated here, queued by the matchmaker).
-pub fn enqueue(
-    core: &mut ShardCore,
+pub(crate) fn enqueue<H: Host>(
+    cx: &mut Cx<'_, H>,
     key: SessionKey,
     room_type: Option<&str>,
     size: Option<i64>,
@@ -143,8 +134,8 @@ pub fn enqueue(
     now: u64,
 ) -> Result<(), Refusal> {
     let room_type = room_type.unwrap_or("echo_room");
-    let registered = core.cfg.rooms.types.iter().any(|t| t == room_type);
-    let Some((room_type, _)) = crate::core::logic::builtin(room_type).filter(|_| registered) else {
+    let registered = cx.eng.cfg.rooms.types.iter().any(|t| t == room_type);
+    let Some((room_type, _)) = super::logic::builtin(room_type).filter(|_| registered) else {
         return Err(Refusal::new(
             ErrorCode::UnknownRoomType,
             format!("unknown room type {room_type:?}"),
@@ -159,27 +150,27 @@ pub fn enqueue(
             ))
         }
     };
-    let rs = super::rooms_mut(core, key);
-    rs.ticket = true;
+    let client = super::client_of_mut(cx, key);
+    client.ticket = true;
     let msg = MmMsg::Enqueue {
         from: key,
-        client_id: rs.client_id.clone(),
-        codec: rs.codec,
+        client_id: client.client_id.clone(),
+        codec: client.codec,
         room_type,
         size,
         rid: rid.map(Box::from),
     };
-    send(core, msg, now);
+    send(cx, msg, now);
     Ok(())
 }
 
 /// `matchmaking.dequeue` from a local session.
-pub fn dequeue(core: &mut ShardCore, key: SessionKey, rid: Option<&str>, now: u64) {
-    let rs = super::rooms_mut(core, key);
-    rs.ticket = false;
-    let codec = rs.codec;
+pub(crate) fn dequeue<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, rid: Option<&str>, now: u64) {
+    let client = super::client_of_mut(cx, key);
+    client.ticket = false;
+    let codec = client.codec;
     send(
-        core,
+        cx,
         MmMsg::Dequeue {
             from: key,
             codec,
@@ -190,32 +181,30 @@ pub fn dequeue(core: &mut ShardCore, key: SessionKey, rid: Option<&str>, now: u6
 }
 
 /// A session that held a ticket is gone (disconnect, park): its ticket goes too.
-pub fn forget_ticket(core: &mut ShardCore, key: SessionKey) {
-    let had = core
-        .sessions
-        .get_mut(key)
-        .and_then(|s| s.rooms.as_mut())
-        .is_some_and(|rs| std::mem::take(&mut rs.ticket));
+pub(crate) fn forget_ticket<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey) {
+    let had = cx
+        .client_mut(key)
+        .is_some_and(|c| std::mem::take(&mut c.ticket));
     if had {
-        send(core, MmMsg::Remove { from: key }, 0);
+        send(cx, MmMsg::Remove { from: key }, 0);
     }
 }
 
 /// A session with a ticket moved here from `old`.
-pub fn rekey(core: &mut ShardCore, old: Addr, new: Addr) {
-    debug_assert_eq!(new.0, core.id);
+pub(crate) fn rekey<H: Host>(cx: &mut Cx<'_, H>, old: SessionAt, new: SessionAt) {
+    debug_assert_eq!(new.shard, cx.eng.id);
     send(
-        core,
+        cx,
         MmMsg::Rekey {
             old,
-            new_key: new.1,
+            new_key: new.key,
         },
         0,
     );
 }
 
 /// A matchmaker message from shard `from` (or from this shard).
-pub fn handle(core: &mut ShardCore, from: ShardId, msg: MmMsg, now: u64) {
+pub(crate) fn handle<H: Host>(cx: &mut Cx<'_, H>, from: ShardId, msg: MmMsg, now: u64) {
     match msg {
         MmMsg::Enqueue {
             from: key,
@@ -225,9 +214,9 @@ pub fn handle(core: &mut ShardCore, from: ShardId, msg: MmMsg, now: u64) {
             size,
             rid,
         } => {
-            let at = (from, key);
-            let ttl = core.cfg.matchmaking.ticket_ttl_ms;
-            let mm = &mut core.matchmaker;
+            let at = SessionAt { shard: from, key };
+            let ttl = cx.eng.cfg.matchmaking.ticket_ttl_ms;
+            let mm = &mut cx.rooms.matchmaker;
             mm.remove(at);
             let queue = mm.queues.entry((room_type, size)).or_default();
             queue.push_back(Ticket {
@@ -242,7 +231,7 @@ pub fn handle(core: &mut ShardCore, from: ShardId, msg: MmMsg, now: u64) {
                 mm.holders.insert(at, (room_type, size));
                 let position = queue.len() as u64;
                 if let Some(rid) = rid {
-                    let frame = encode::rpc_ok(codec, &mut core.scratch, &rid, None, 4, |w| {
+                    let frame = encode::rpc_ok(codec, &mut cx.eng.scratch, &rid, None, 4, |w| {
                         w.key("queued").bool(true);
                         w.key("room_type")
                             .str(room_type)
@@ -250,7 +239,7 @@ pub fn handle(core: &mut ShardCore, from: ShardId, msg: MmMsg, now: u64) {
                             .u64(u64::from(size));
                         w.key("position").u64(position);
                     });
-                    reply(core, at, frame);
+                    reply(cx, at, frame);
                 }
                 return;
             }
@@ -259,8 +248,8 @@ pub fn handle(core: &mut ShardCore, from: ShardId, msg: MmMsg, now: u64) {
             for p in &participants {
                 mm.holders.remove(&p.at);
             }
-            let room_id: Arc<str> = Arc::from(format!("match-{}", core.random_hex(8)));
-            let home = home_shard(&room_id, core.shards);
+            let room_id: Arc<str> = Arc::from(format!("match-{}", cx.eng.random_hex(8)));
+            let home = home_shard(&room_id, cx.eng.shards);
             let found = MmMsg::Found {
                 room_id,
                 room_type,
@@ -268,10 +257,10 @@ pub fn handle(core: &mut ShardCore, from: ShardId, msg: MmMsg, now: u64) {
                 participants,
                 completer: rid,
             };
-            if home == core.id {
-                found_here(core, found, now);
+            if home == cx.eng.id {
+                found_here(cx, found, now);
             } else {
-                core.post(home, MeshMsg::Matchmaking(Box::new(found)));
+                cx.post(home, Mesh::Matchmaking(Box::new(found)));
             }
         }
         MmMsg::Dequeue {
@@ -279,21 +268,25 @@ pub fn handle(core: &mut ShardCore, from: ShardId, msg: MmMsg, now: u64) {
             codec,
             rid,
         } => {
-            let removed = core.matchmaker.remove((from, key));
+            let at = SessionAt { shard: from, key };
+            let removed = cx.rooms.matchmaker.remove(at);
             if let Some(rid) = rid {
-                let frame = encode::rpc_ok(codec, &mut core.scratch, &rid, None, 1, |w| {
+                let frame = encode::rpc_ok(codec, &mut cx.eng.scratch, &rid, None, 1, |w| {
                     w.key("removed").bool(removed);
                 });
-                reply(core, (from, key), frame);
+                reply(cx, at, frame);
             }
         }
         MmMsg::Remove { from: key } => {
-            core.matchmaker.remove((from, key));
+            cx.rooms.matchmaker.remove(SessionAt { shard: from, key });
         }
         MmMsg::Rekey { old, new_key } => {
-            let mm = &mut core.matchmaker;
+            let mm = &mut cx.rooms.matchmaker;
             if let Some(queue_key) = mm.holders.remove(&old) {
-                let new = (from, new_key);
+                let new = SessionAt {
+                    shard: from,
+                    key: new_key,
+                };
                 mm.holders.insert(new, queue_key);
                 if let Some(t) = mm
                     .queues
@@ -304,13 +297,13 @@ pub fn handle(core: &mut ShardCore, from: ShardId, msg: MmMsg, now: u64) {
                 }
             }
         }
-        found @ MmMsg::Found { .. } => found_here(core, found, now),
+        found @ MmMsg::Found { .. } => found_here(cx, found, now),
     }
 }
 
 /// On the matched room's home: create it with reserved seats, answer the completing RPC
 /// and send `match.found` to every participant.
-fn found_here(core: &mut ShardCore, found: MmMsg, now: u64) {
+fn found_here<H: Host>(cx: &mut Cx<'_, H>, found: MmMsg, now: u64) {
     let MmMsg::Found {
         room_id,
         room_type,
@@ -327,29 +320,29 @@ fn found_here(core: &mut ShardCore, found: MmMsg, now: u64) {
         room_type: Some(room_type),
         options: Some(serde_json::json!({ "max_players": size })),
     };
-    let rk = super::create_room(core, &join, now);
-    let until = now + core.cfg.matchmaking.seat_reservation_ms;
-    if let Some(room) = core.rooms.get_mut(rk) {
+    let rk = super::create_room(cx, &join, now);
+    let until = now + cx.eng.cfg.matchmaking.seat_reservation_ms;
+    if let Some(room) = cx.rooms.slab.get_mut(rk) {
         room.reserved = participants.iter().map(|p| p.client_id.clone()).collect();
         room.reserved_until_ms = until;
     }
-    let listing = super::listing(core.rooms.get(rk).expect("new room"));
-    core.publish_listing(&room_id, Some(listing));
+    let listing = super::listing(cx.rooms.slab.get(rk).expect("new room"));
+    cx.publish_listing(&room_id, Some(listing));
     let ids: Vec<Arc<str>> = participants.iter().map(|p| p.client_id.clone()).collect();
     let last = participants.len().saturating_sub(1);
     for (i, p) in participants.iter().enumerate() {
         if i == last {
             if let Some(rid) = &completer {
                 let frame =
-                    encode::rpc_ok(p.codec, &mut core.scratch, rid, Some(&room_id), 2, |w| {
+                    encode::rpc_ok(p.codec, &mut cx.eng.scratch, rid, Some(&room_id), 2, |w| {
                         w.key("matched").bool(true).key("room").str(&room_id);
                     });
-                reply(core, p.at, frame);
+                reply(cx, p.at, frame);
             }
         }
         let frame = encode::frame(
             p.codec,
-            &mut core.scratch,
+            &mut cx.eng.scratch,
             "match.found",
             None,
             Some(&room_id),
@@ -364,17 +357,17 @@ fn found_here(core: &mut ShardCore, found: MmMsg, now: u64) {
                 w.end_array();
             },
         );
-        reply(core, p.at, frame);
+        reply(cx, p.at, frame);
     }
 }
 
 /// Expired tickets (on the matchmaker's shard): `matchmaking.expired {room_type, size}`.
-pub fn tick(core: &mut ShardCore, now: u64) {
-    if core.id != MATCHMAKER {
+pub(crate) fn tick<H: Host>(cx: &mut Cx<'_, H>, now: u64) {
+    if cx.eng.id != MATCHMAKER {
         return;
     }
     let mut expired: Vec<(Participant, &'static str, u32)> = Vec::new();
-    let mm = &mut core.matchmaker;
+    let mm = &mut cx.rooms.matchmaker;
     for (&(room_type, size), queue) in mm.queues.iter_mut() {
         while queue.front().is_some_and(|t| t.expires_ms <= now) {
             let t = queue.pop_front().expect("front");
@@ -383,10 +376,10 @@ pub fn tick(core: &mut ShardCore, now: u64) {
     }
     mm.queues.retain(|_, q| !q.is_empty());
     for (who, room_type, size) in expired {
-        core.matchmaker.holders.remove(&who.at);
+        cx.rooms.matchmaker.holders.remove(&who.at);
         let frame = encode::frame(
             who.codec,
-            &mut core.scratch,
+            &mut cx.eng.scratch,
             "matchmaking.expired",
             None,
             None,
@@ -398,6 +391,6 @@ pub fn tick(core: &mut ShardCore, now: u64) {
                     .u64(u64::from(size));
             },
         );
-        reply(core, who.at, frame);
+        reply(cx, who.at, frame);
     }
 }

@@ -4,14 +4,14 @@
 use super::*;
 
 /// Runs a logic hook and carries out the actions it asked for (no input to relay).
-pub(super) fn run_hook(
-    core: &mut ShardCore,
+pub(super) fn run_hook<H: Host>(
+    cx: &mut Cx<'_, H>,
     rk: RoomKey,
     now: u64,
     hook: impl FnOnce(&mut dyn logic::RoomLogic, &mut RoomCtx<'_>),
 ) {
-    let mut actions = std::mem::take(&mut core.actions);
-    if let Some(room) = core.rooms.get_mut(rk) {
+    let mut actions = std::mem::take(&mut cx.rooms.actions);
+    if let Some(room) = cx.rooms.slab.get_mut(rk) {
         let Room {
             logic,
             state,
@@ -23,8 +23,8 @@ pub(super) fn run_hook(
             &mut RoomCtx::new(state, members.len(), &mut actions),
         );
     }
-    run_actions(core, rk, &mut actions, None, now);
-    core.actions = actions;
+    run_actions(cx, rk, &mut actions, None, now);
+    cx.rooms.actions = actions;
 }
 
 /// The input being handled, for `Action::Relay`.
@@ -33,15 +33,15 @@ pub(super) struct Relayed<'x> {
     class: Class,
 }
 
-pub(super) fn run_actions(
-    core: &mut ShardCore,
+pub(super) fn run_actions<H: Host>(
+    cx: &mut Cx<'_, H>,
     rk: RoomKey,
     actions: &mut Vec<Action>,
     relayed: Option<&Relayed<'_>>,
     _now: u64,
 ) {
     for action in actions.drain(..) {
-        let Some(room) = core.rooms.get_mut(rk) else {
+        let Some(room) = cx.rooms.slab.get(rk) else {
             return;
         };
         let room_id = room.id.clone();
@@ -49,7 +49,7 @@ pub(super) fn run_actions(
             Action::Relay => {
                 let Some(r) = relayed else { continue };
                 let input = r.input;
-                core.fan_out(rk, r.class, None, by_codec_and_bin, &|w, m| {
+                cx.fan_out(rk, r.class, None, by_codec_and_bin, |w, m| {
                     encode::relayed_message(
                         w,
                         m,
@@ -62,7 +62,7 @@ pub(super) fn run_actions(
                 });
             }
             Action::Broadcast { msg_type, data } => {
-                core.fan_out(rk, Class::Reliable, None, by_codec, &|w, _| {
+                cx.fan_out(rk, Class::Reliable, None, by_codec, |w, _| {
                     encode::begin(w, "room.message", None, Some(&room_id), 2);
                     w.key("type").str(&msg_type).key("data").json(&data);
                     encode::end(w);
@@ -79,7 +79,7 @@ pub(super) fn run_actions(
                 let (at, codec) = (m.at, m.codec);
                 let frame = encode::frame(
                     codec,
-                    &mut core.scratch,
+                    &mut cx.eng.scratch,
                     "room.message",
                     None,
                     Some(&room_id),
@@ -88,10 +88,10 @@ pub(super) fn run_actions(
                         w.key("type").str(&msg_type).key("data").json(&data);
                     },
                 );
-                core.send_to(at, frame, Class::Reliable);
+                cx.eng.send_to(at, frame, Class::Reliable);
             }
-            Action::Set { path, value } => sync::apply_op(core, rk, Op::Set(path, value)),
-            Action::Del { path } => sync::apply_op(core, rk, Op::Del(path)),
+            Action::Set { path, value } => sync::apply_op(cx, rk, Op::Set(path, value)),
+            Action::Del { path } => sync::apply_op(cx, rk, Op::Del(path)),
         }
     }
 }
@@ -104,27 +104,27 @@ pub(super) fn unreliable_key(client_id: &str, msg_type: &str) -> u64 {
 }
 
 /// A command for a room whose home is this shard, from a member wherever it lives.
-pub(super) fn room_input(
-    core: &mut ShardCore,
+pub(super) fn room_input<H: Host>(
+    cx: &mut Cx<'_, H>,
     rk: RoomKey,
-    sender: Peer,
+    sender: ReplyTo,
     env: &decode::Envelope<'_, '_>,
     cmd: Command<'_, '_>,
     now: u64,
 ) {
     let at = sender.at;
-    let Some(room) = core.rooms.get(rk) else {
+    let Some(room) = cx.rooms.slab.get(rk) else {
         return;
     };
-    let Some(member) = room.members.iter().find(|m| m.at == at) else {
+    let Some(member) = room.member_at(at) else {
         // A remote session's frame raced its leave: still answer its RPC.
         let (r, room_id) = (
             Refusal::new(ErrorCode::NotInRoom, "not in this room"),
             room.id.clone(),
         );
-        return refuse(core, sender, env.rid, Some(&room_id), &r);
+        return refuse(cx, sender, env.rid, Some(&room_id), &r);
     };
-    let peer = Peer {
+    let to = ReplyTo {
         at,
         codec: member.codec,
     };
@@ -136,7 +136,8 @@ pub(super) fn room_input(
             data,
             bytes_b64,
         } => {
-            let unreliable = core
+            let unreliable = cx
+                .eng
                 .cfg
                 .policy
                 .unreliable_room_message_types
@@ -153,9 +154,9 @@ pub(super) fn room_input(
                 bytes_b64,
                 client_id: &client_id,
             };
-            let mut actions = std::mem::take(&mut core.actions);
+            let mut actions = std::mem::take(&mut cx.rooms.actions);
             {
-                let room = core.rooms.get_mut(rk).expect("live room");
+                let room = cx.rooms.slab.get_mut(rk).expect("live room");
                 let Room {
                     logic,
                     state,
@@ -168,7 +169,7 @@ pub(super) fn room_input(
                 );
             }
             run_actions(
-                core,
+                cx,
                 rk,
                 &mut actions,
                 Some(&Relayed {
@@ -177,14 +178,14 @@ pub(super) fn room_input(
                 }),
                 now,
             );
-            core.actions = actions;
-            ack(core, peer, env.rid, Some(&room_id));
+            cx.rooms.actions = actions;
+            ack(cx, to, env.rid, Some(&room_id));
         }
         Command::Relay => {
             let class = Class::Unreliable(unreliable_key(&client_id, env.t));
             let t = env.t;
             let p = env.p;
-            core.fan_out(rk, class, Some(at), by_codec, &|w, _| {
+            cx.fan_out(rk, class, Some(at), by_codec, |w, _| {
                 let len = 3 + u32::from(p.is_some());
                 w.map(len + 1)
                     .key("v")
@@ -199,15 +200,15 @@ pub(super) fn room_input(
                 }
                 w.end_map();
             });
-            ack(core, peer, env.rid, Some(&room_id));
+            ack(cx, to, env.rid, Some(&room_id));
         }
         Command::StateAck { seq, checksum } => {
-            sync::handle_ack(core, rk, at, seq, checksum);
-            ack(core, peer, env.rid, Some(&room_id));
+            sync::handle_ack(cx, rk, at, seq, checksum);
+            ack(cx, to, env.rid, Some(&room_id));
         }
         Command::StateResync => {
-            sync::queue_resync(core, rk, at);
-            ack(core, peer, env.rid, Some(&room_id));
+            sync::queue_resync(cx, rk, at);
+            ack(cx, to, env.rid, Some(&room_id));
         }
         Command::Join { .. }
         | Command::Leave

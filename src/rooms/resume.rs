@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
+use super::{encode, sync, Cx, Host, Mesh, RoomsSession, Timer};
 use crate::core::outbound::Class;
-use crate::core::room::MemberAt;
-use crate::core::session::{Hello, Phase, RoomsSession};
-use crate::core::{by_codec, MeshMsg, RoomKey, SessionKey, ShardCore, ShardId};
-
-use super::{encode, sync};
+use crate::core::session::Phase;
+use crate::core::{AfterClose, SessionAt, SessionKey, ShardId};
+use crate::rooms::room::Features;
+use crate::rooms::{by_codec, room::RoomKey, Hello};
 
 /// What a parked session's rooms hear.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,258 +31,273 @@ impl Presence {
 }
 
 /// Tells every shard where a parked session is (`None`: no longer parked).
-fn publish_parked(core: &mut ShardCore, session_id: &Arc<str>, at: Option<ShardId>) {
+fn publish_parked<H: Host>(cx: &mut Cx<'_, H>, session_id: &Arc<str>, at: Option<ShardId>) {
     match at {
         Some(s) => {
-            core.parked.insert(session_id.clone(), s);
+            cx.rooms.parked.insert(session_id.clone(), s);
         }
         None => {
-            core.parked.remove(session_id);
+            cx.rooms.parked.remove(session_id);
         }
     }
-    core.post_to_others(|| MeshMsg::Parked {
+    cx.post_to_others(|| Mesh::Parked {
         session_id: session_id.clone(),
         at,
     });
 }
 
-/// The connection dropped: keep the session (and its room seats) for a resume.
-pub fn park(core: &mut ShardCore, key: SessionKey, now: u64) {
-    let ttl = core.cfg.session.resume_ttl_ms;
-    super::matchmaking::forget_ticket(core, key);
-    let Some(s) = core.sessions.get_mut(key) else {
-        return;
+/// The connection is ending: keep the session (and its room seats) for a resume. Its
+/// rooms hear `room.dropped`, its ticket goes, every shard learns where it is parked.
+pub(crate) fn park<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, now: u64) -> AfterClose {
+    let ttl = cx.eng.cfg.session.resume_ttl_ms;
+    super::matchmaking::forget_ticket(cx, key);
+    let Some(client) = cx.client(key) else {
+        return AfterClose::Gone;
     };
-    s.phase = Phase::Parked {
+    let session_id: Arc<str> = Arc::from(&*client.session_id);
+    cx.rooms.parked_here.insert(session_id.clone(), key);
+    let here = cx.eng.id;
+    publish_parked(cx, &session_id, Some(here));
+    announce(cx, key, Presence::Dropped);
+    AfterClose::Park {
         until_ms: now + ttl,
-    };
-    s.transport = usize::MAX;
-    s.out = Default::default();
-    s.park_on_close = false;
-    let rs = s.rooms.as_ref().expect("parked sessions are handshaken");
-    let session_id: Arc<str> = Arc::from(&*rs.session_id);
-    core.parked_here.insert(session_id.clone(), key);
-    publish_parked(core, &session_id, Some(core.id));
-    announce(core, key, Presence::Dropped);
+    }
 }
 
-/// The resume window passed: the session leaves its rooms for good.
-pub fn expire(core: &mut ShardCore, key: SessionKey, now: u64) {
-    let Some(rs) = core.sessions.get(key).and_then(|s| s.rooms.as_ref()) else {
+/// A session that ends is no longer listed as parked (its resume window passed).
+pub(crate) fn unlist<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey) {
+    let Some(client) = cx.client(key) else {
         return;
     };
-    let session_id: Arc<str> = Arc::from(&*rs.session_id);
-    core.parked_here.remove(&session_id);
-    publish_parked(core, &session_id, None);
-    super::leave_all(core, key, now);
-    core.sessions.remove(key);
+    let session_id: Arc<str> = Arc::from(&*client.session_id);
+    if cx.rooms.parked_here.get(&session_id) == Some(&key) {
+        cx.rooms.parked_here.remove(&session_id);
+        publish_parked(cx, &session_id, None);
+    }
 }
 
 /// Sends a presence event to every room of a session (remote rooms through the mesh).
-fn announce(core: &mut ShardCore, key: SessionKey, presence: Presence) {
-    let Some(rs) = core.sessions.get(key).and_then(|s| s.rooms.as_ref()) else {
+fn announce<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, presence: Presence) {
+    let Some(client) = cx.client(key) else {
         return;
     };
-    let memberships: Vec<_> = rs
+    let memberships: Vec<_> = client
         .memberships
         .iter()
         .filter(|m| m.joined)
         .cloned()
         .collect();
-    let (codec, features) = (rs.codec, rs.features);
+    let (codec, features) = (client.codec, client.features);
     for m in memberships {
-        if m.home == core.id {
-            if let Some(&rk) = core.room_ids.get(&m.room_id) {
-                presence_here(core, rk, MemberAt::Local(key), presence);
+        if m.home == cx.eng.id {
+            if let Some(&rk) = cx.rooms.by_id.get(&m.room_id) {
+                let at = cx.eng.here(key);
+                presence_here(cx, rk, at, presence);
             }
         } else {
-            core.post(
-                m.home,
-                MeshMsg::RemotePresence {
-                    from: key,
-                    room_id: m.room_id.clone(),
-                    presence,
-                    codec,
-                    features,
-                },
-            );
+            let msg = Mesh::RemotePresence {
+                from: key,
+                room_id: m.room_id.clone(),
+                presence,
+                codec,
+                features,
+            };
+            cx.post(m.home, msg);
         }
     }
 }
 
 /// A presence event in a room whose home is this shard: the other members hear it; on a
 /// reconnect the member gets a fresh snapshot.
-pub fn presence_here(core: &mut ShardCore, rk: RoomKey, at: MemberAt, presence: Presence) {
-    let Some(room) = core.rooms.get(rk) else {
+pub(super) fn presence_here<H: Host>(
+    cx: &mut Cx<'_, H>,
+    rk: RoomKey,
+    at: SessionAt,
+    presence: Presence,
+) {
+    let Some(room) = cx.rooms.slab.get(rk) else {
         return;
     };
-    let Some(member) = room.members.iter().find(|m| m.at == at) else {
+    let Some(member) = room.member_at(at) else {
         return;
     };
     let client_id = member.client_id.clone();
     let room_id = room.id.clone();
-    core.fan_out(rk, Class::Reliable, Some(at), by_codec, &|w, _| {
+    cx.fan_out(rk, Class::Reliable, Some(at), by_codec, |w, _| {
         encode::begin(w, presence.t(), None, Some(&room_id), 1);
         w.key("client_id").str(&client_id);
         encode::end(w);
     });
     if presence == Presence::Reconnected {
-        sync::send_snapshot(core, rk, at);
+        sync::send_snapshot(cx, rk, at);
     }
 }
 
 /// A remote member reconnected with maybe another codec: update its entry first.
-pub fn remote_presence(
-    core: &mut ShardCore,
+pub(super) fn remote_presence<H: Host>(
+    cx: &mut Cx<'_, H>,
     rk: RoomKey,
-    at: MemberAt,
+    at: SessionAt,
     presence: Presence,
     codec: crate::codec::Codec,
-    features: crate::core::room::Features,
+    features: Features,
 ) {
-    if let Some(m) = core.rooms.get_mut(rk).and_then(|r| r.member_at_mut(at)) {
+    if let Some(m) = cx.rooms.slab.get_mut(rk).and_then(|r| r.member_at_mut(at)) {
         m.codec = codec;
         m.features = features;
     }
-    presence_here(core, rk, at, presence);
+    presence_here(cx, rk, at, presence);
 }
 
 /// Finishes a handshake on the shard that should own it: resumes the parked session named
 /// by `hello.resume` when it is parked here for the same project, otherwise starts a new
-/// session. Returns the key now owning the connection.
-pub fn finish_handshake(
-    core: &mut ShardCore,
+/// session.
+pub(super) fn finish_handshake<H: Host>(
+    cx: &mut Cx<'_, H>,
     key: SessionKey,
     hello: Hello,
     now: u64,
-) -> SessionKey {
+) {
     let parked = hello
         .resume
         .as_deref()
-        .and_then(|sid| find_parked(core, sid, &hello.project_id));
+        .and_then(|sid| find_parked(cx, sid, &hello.project_id));
     match parked {
-        Some(p) => take_over(core, key, p, hello, now),
-        None => {
-            super::open_session(core, key, hello);
-            key
-        }
+        Some(p) => take_over(cx, key, p, hello, now),
+        None => super::open_session(cx, key, hello, now),
     }
 }
 
 /// Finishes a handshake here, or moves the connection to the shard where the session it
 /// resumes is parked and finishes it there.
-pub fn route_handshake(core: &mut ShardCore, key: SessionKey, hello: Hello, now: u64) {
+pub(super) fn route_handshake<H: Host>(
+    cx: &mut Cx<'_, H>,
+    key: SessionKey,
+    hello: Hello,
+    now: u64,
+) {
     let elsewhere = hello
         .resume
         .as_deref()
-        .and_then(|sid| core.parked.get(sid).copied())
-        .filter(|s| *s != core.id);
+        .and_then(|sid| cx.rooms.parked.get(sid).copied())
+        .filter(|s| *s != cx.eng.id);
     match elsewhere {
         Some(shard) => {
-            let session = core.sessions.get_mut(key).expect("live session");
-            session.pending_hello = Some(Box::new(hello));
-            core.request_move(key, shard);
+            if let Some(RoomsSession::Handshake { hello: held, .. }) = cx.session_mut(key) {
+                *held = Some(Box::new(hello));
+                cx.eng.request_move(key, shard);
+            }
         }
-        None => {
-            finish_handshake(core, key, hello, now);
-        }
+        None => finish_handshake(cx, key, hello, now),
     }
 }
 
 /// Asks every other shard for an answer before routing a resume this shard knows
 /// nothing of. The connection is not read meanwhile (its session waits with its hello).
-pub fn probe(core: &mut ShardCore, key: SessionKey, hello: Hello) {
-    let others = (core.shards - 1) as u16;
-    let session = core.sessions.get_mut(key).expect("live session");
-    session.pending_hello = Some(Box::new(hello));
-    session.probes = others;
-    core.post_to_others(|| MeshMsg::ResumeProbe { from: key });
+pub(super) fn probe<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, hello: Hello) {
+    let others = (cx.eng.shards - 1) as u16;
+    if let Some(RoomsSession::Handshake {
+        hello: held,
+        probes,
+    }) = cx.session_mut(key)
+    {
+        *held = Some(Box::new(hello));
+        *probes = others;
+        cx.eng.pause_reads(key);
+        cx.post_to_others(|| Mesh::ResumeProbe { from: key });
+    }
 }
 
 /// One shard answered a probe; the last answer routes the handshake.
-pub fn probe_answered(core: &mut ShardCore, key: SessionKey, now: u64) {
-    let Some(session) = core.sessions.get_mut(key) else {
+pub(super) fn probe_answered<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, now: u64) {
+    let Some(RoomsSession::Handshake { hello, probes }) = cx.session_mut(key) else {
         return;
     };
-    session.probes = session.probes.saturating_sub(1);
-    if session.probes > 0 {
+    *probes = probes.saturating_sub(1);
+    if *probes > 0 {
         return;
     }
-    let Some(hello) = session.pending_hello.take() else {
+    let Some(hello) = hello.take() else {
         return;
     };
-    route_handshake(core, key, *hello, now);
+    route_handshake(cx, key, *hello, now);
     // Frames that arrived while the probe was out are waiting in the connection.
-    core.rereads.push(key);
+    cx.eng.resume_reads(key);
 }
 
-fn find_parked(core: &ShardCore, session_id: &str, project_id: &str) -> Option<SessionKey> {
-    let key = *core.parked_here.get(session_id)?;
-    let s = core.sessions.get(key)?;
-    let same_project = s
-        .rooms
-        .as_ref()
-        .is_some_and(|r| &*r.project_id == project_id);
-    (matches!(s.phase, Phase::Parked { .. }) && same_project).then_some(key)
+fn find_parked<H: Host>(cx: &Cx<'_, H>, session_id: &str, project_id: &str) -> Option<SessionKey> {
+    let key = *cx.rooms.parked_here.get(session_id)?;
+    let parked = matches!(cx.eng.session(key)?.phase, Phase::Parked { .. });
+    let same_project = cx.client(key).is_some_and(|c| &*c.project_id == project_id);
+    (parked && same_project).then_some(key)
 }
 
 /// The new connection (`fresh`) takes over the parked session `parked`.
-fn take_over(
-    core: &mut ShardCore,
+fn take_over<H: Host>(
+    cx: &mut Cx<'_, H>,
     fresh: SessionKey,
     parked: SessionKey,
     hello: Hello,
     now: u64,
-) -> SessionKey {
-    let Some(new) = core.sessions.remove(fresh) else {
-        return fresh;
-    };
-    let delay = core.cfg.session.resume_frames_delay_ms;
-    let s = core.sessions.get_mut(parked).expect("parked session");
-    s.transport = new.transport;
-    s.out = new.out;
-    s.bucket = new.bucket;
-    s.state_bucket = new.state_bucket;
-    s.last_rx_ms = now;
-    s.pinged = false;
-    s.phase = Phase::Open;
-    let rs: &mut RoomsSession = s.rooms.as_mut().expect("handshaken");
-    rs.codec = hello.codec;
-    rs.features = hello.features;
-    rs.authenticated = hello.authenticated;
-    let session_id: Arc<str> = Arc::from(&*rs.session_id);
-    let rs = rs.clone();
+) {
+    if cx.eng.take_over(fresh, parked, now).is_none() {
+        return;
+    }
+    let delay = cx.eng.cfg.session.resume_frames_delay_ms;
+    let limits = &cx.eng.cfg.limits;
+    let state_bucket = crate::core::bucket::TokenBucket::new(
+        limits.msgs_per_s * crate::limits::STATE_CONTROL_FACTOR,
+        limits.msgs_burst * crate::limits::STATE_CONTROL_FACTOR,
+        now,
+    );
+    let here = cx.eng.id;
+    let client = cx
+        .client_mut(parked)
+        .expect("a parked session is handshaken");
+    client.codec = hello.codec;
+    client.features = hello.features;
+    client.authenticated = hello.authenticated;
+    client.state_bucket = state_bucket;
+    let session_id: Arc<str> = Arc::from(&*client.session_id);
+    let (codec, features) = (client.codec, client.features);
+    let local_rooms: Vec<Arc<str>> = client
+        .memberships
+        .iter()
+        .filter(|m| m.home == here)
+        .map(|m| m.room_id.clone())
+        .collect();
     // Local rooms learn the member's (maybe new) codec now; remote ones with the frames.
-    let (codec, features) = (rs.codec, rs.features);
-    for m in rs.memberships.iter().filter(|m| m.home == core.id) {
-        if let Some(member) = core
-            .room_ids
-            .get(&m.room_id)
+    let at = cx.eng.here(parked);
+    for room_id in local_rooms {
+        if let Some(member) = cx
+            .rooms
+            .by_id
+            .get(&room_id)
             .copied()
-            .and_then(|rk| core.rooms.get_mut(rk))
-            .and_then(|r| r.member_at_mut(MemberAt::Local(parked)))
+            .and_then(|rk| cx.rooms.slab.get_mut(rk))
+            .and_then(|r| r.member_at_mut(at))
         {
             member.codec = codec;
             member.features = features;
         }
     }
-    core.parked_here.remove(&session_id);
-    publish_parked(core, &session_id, None);
-    core.rekeys.push((fresh, parked));
-    let frame = super::handshake_ok(core, &rs, true);
-    core.send(parked, frame, Class::Reliable);
-    core.timers.push((now + delay, parked));
-    parked
+    cx.rooms.parked_here.remove(&session_id);
+    publish_parked(cx, &session_id, None);
+    let mut buf = std::mem::take(&mut cx.eng.scratch);
+    let mode = cx.eng.cfg.auth.mode;
+    let client = cx.client(parked).expect("handshaken");
+    let frame = super::handshake_ok(&mut buf, mode, client, true);
+    cx.eng.scratch = buf;
+    cx.eng.send(parked, frame, Class::Reliable);
+    cx.eng
+        .set_timer(now + delay, H::timer(Timer::ResumeFrames(parked)));
 }
 
 /// The frames that follow a resume after `session.resume_frames_delay_ms`: every room
 /// hears `room.reconnected` and the client gets a fresh snapshot of each.
-pub fn send_resume_frames(core: &mut ShardCore, key: SessionKey, _now: u64) {
-    let open = core
-        .sessions
-        .get(key)
-        .is_some_and(|s| s.phase == Phase::Open);
+pub(super) fn send_resume_frames<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey) {
+    let open = cx.eng.session(key).is_some_and(|s| s.is_open());
     if open {
-        announce(core, key, Presence::Reconnected);
+        announce(cx, key, Presence::Reconnected);
     }
 }

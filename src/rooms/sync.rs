@@ -1,36 +1,36 @@
 //! State sync of the rooms dialect: ops batched per turn into one `state.patch` per room,
 //! snapshots (on join, on resume, on resync, every `snapshot_every` patches), CRC-32
 //! checksums for clients that asked, acks and resyncs. The op semantics are
-//! `core::state`'s; the checksum is `core::canon`'s.
+//! `state`'s; the checksum is `canon`'s.
 
 use crate::codec::Writer;
 use crate::core::outbound::Class;
-use crate::core::room::{Member, MemberAt};
-use crate::core::state::{self, Op};
-use crate::core::{by_codec_nesting_and_crc, RoomKey, ShardCore};
+use crate::core::SessionAt;
 
-use super::encode;
+use super::room::{Member, RoomKey};
+use super::state::{self, Op};
+use super::{by_codec_nesting_and_crc, canon, encode, Cx, Host};
 
 /// Applies one op to a room's state; a change joins this turn's patch.
-pub fn apply_op(core: &mut ShardCore, rk: RoomKey, op: Op) {
-    let Some(room) = core.rooms.get_mut(rk) else {
+pub(crate) fn apply_op<H: Host>(cx: &mut Cx<'_, H>, rk: RoomKey, op: Op) {
+    let Some(room) = cx.rooms.slab.get_mut(rk) else {
         return;
     };
     if let Ok(true) = state::apply(&mut room.state, &op) {
         room.pending_ops.push(op);
-        if !core.dirty_rooms.contains(&rk) {
-            core.dirty_rooms.push(rk);
+        if !cx.rooms.patches.contains(&rk) {
+            cx.rooms.patches.push(rk);
         }
     }
 }
 
 /// Sends every room's pending patch, then the resyncs asked for this turn.
-pub fn flush_patches(core: &mut ShardCore) {
-    for rk in std::mem::take(&mut core.dirty_rooms) {
-        flush_room(core, rk);
+pub(crate) fn flush_patches<H: Host>(cx: &mut Cx<'_, H>) {
+    for rk in std::mem::take(&mut cx.rooms.patches) {
+        flush_room(cx, rk);
     }
-    for (rk, at) in std::mem::take(&mut core.resyncs) {
-        send_snapshot(core, rk, at);
+    for (rk, at) in std::mem::take(&mut cx.rooms.resyncs) {
+        send_snapshot(cx, rk, at);
     }
 }
 
@@ -53,22 +53,22 @@ fn touched_keys(ops: &[Op]) -> Vec<String> {
 /// Turns a room's pending ops into one patch (seq + 1), updating the checksum digest.
 /// Clients without `nested_ops` get the ops flattened to top-level keys, or a snapshot when
 /// the root itself was set; every `snapshot_every`th patch goes out as a snapshot.
-pub fn flush_room(core: &mut ShardCore, rk: RoomKey) {
-    let state_cfg = core.cfg.state.clone();
-    let Some(room) = core.rooms.get_mut(rk) else {
+pub(crate) fn flush_room<H: Host>(cx: &mut Cx<'_, H>, rk: RoomKey) {
+    let state_cfg = cx.eng.cfg.state.clone();
+    let Some(room) = cx.rooms.slab.get_mut(rk) else {
         return;
     };
     let ops = std::mem::take(&mut room.pending_ops);
     if ops.is_empty() {
         return;
     }
-    core.dirty_rooms.retain(|r| *r != rk);
+    cx.rooms.patches.retain(|r| *r != rk);
     room.seq += 1;
     let seq = room.seq;
     let root_set = ops.iter().any(|op| op.path().is_empty());
     let top = touched_keys(&ops);
     if root_set {
-        room.digest = crate::core::canon::StateDigest::build(&room.state);
+        room.digest = canon::StateDigest::build(&room.state);
     } else {
         for k in &top {
             room.digest.set(k, room.state.get(k));
@@ -83,12 +83,12 @@ pub fn flush_room(core: &mut ShardCore, rk: RoomKey) {
         .collect();
     let state_now = (root_set || snapshot_now).then(|| room.state.clone());
     let room_id = room.id.clone();
-    core.fan_out(
+    cx.fan_out(
         rk,
         Class::Reliable,
         None,
         by_codec_nesting_and_crc,
-        &|w, m| {
+        |w, m| {
             let crc = checksum.filter(|_| m.features.crc32);
             let len = 2 + u32::from(crc.is_some());
             match &state_now {
@@ -151,23 +151,23 @@ fn write_op(w: &mut Writer<'_>, path: &str, value: Option<&serde_json::Value>) {
 
 /// Sends a member a snapshot `{state, seq, checksum?}`. Pending ops are flushed first so
 /// a snapshot always carries the seq of the last patch applied.
-pub fn send_snapshot(core: &mut ShardCore, rk: RoomKey, at: MemberAt) {
-    flush_room(core, rk);
-    let Some(room) = core.rooms.get_mut(rk) else {
+pub(crate) fn send_snapshot<H: Host>(cx: &mut Cx<'_, H>, rk: RoomKey, at: SessionAt) {
+    flush_room(cx, rk);
+    let Some(room) = cx.rooms.slab.get_mut(rk) else {
         return;
     };
     let Some(Member {
         codec, features, ..
-    }) = room.members.iter().find(|m| m.at == at).cloned()
+    }) = room.member_at(at).cloned()
     else {
         return;
     };
     let crc = features.crc32.then(|| room.digest.crc32());
-    let room = core.rooms.get(rk).expect("live room");
+    let room = cx.rooms.slab.get(rk).expect("live room");
     let len = 2 + u32::from(crc.is_some());
     let frame = encode::frame(
         codec,
-        &mut core.scratch,
+        &mut cx.eng.scratch,
         "state.snapshot",
         None,
         Some(&room.id),
@@ -180,27 +180,27 @@ pub fn send_snapshot(core: &mut ShardCore, rk: RoomKey, at: MemberAt) {
             }
         },
     );
-    core.send_to(at, frame, Class::Reliable);
+    cx.eng.send_to(at, frame, Class::Reliable);
 }
 
 /// Asks for a snapshot at the end of this turn (at most one per member and room).
-pub fn queue_resync(core: &mut ShardCore, rk: RoomKey, at: MemberAt) {
-    if !core.resyncs.contains(&(rk, at)) {
-        core.resyncs.push((rk, at));
+pub(crate) fn queue_resync<H: Host>(cx: &mut Cx<'_, H>, rk: RoomKey, at: SessionAt) {
+    if !cx.rooms.resyncs.contains(&(rk, at)) {
+        cx.rooms.resyncs.push((rk, at));
     }
 }
 
 /// `state.ack`: records the member's seq; a seq ahead of the room's, or the room's seq
 /// with another CRC-32 (for clients that negotiated it), gets a fresh snapshot. Other
 /// checksum types (the reference SDK's SHA-256 text) are ignored.
-pub fn handle_ack(
-    core: &mut ShardCore,
+pub(crate) fn handle_ack<H: Host>(
+    cx: &mut Cx<'_, H>,
     rk: RoomKey,
-    at: MemberAt,
+    at: SessionAt,
     seq: Option<i64>,
     checksum: Option<u32>,
 ) {
-    let Some(room) = core.rooms.get_mut(rk) else {
+    let Some(room) = cx.rooms.slab.get_mut(rk) else {
         return;
     };
     let room_seq = room.seq;
@@ -218,6 +218,6 @@ pub fn handle_ack(
     let ahead = seq > room_seq;
     let mismatch = crc32 && seq == room_seq && checksum.is_some_and(|c| c != current_crc);
     if ahead || mismatch {
-        queue_resync(core, rk, at);
+        queue_resync(cx, rk, at);
     }
 }

@@ -5,8 +5,6 @@
 //! real WebSocket client over a blocking socket. Rules about frames run in both codecs.
 //! Test names are the rule they check.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -14,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tungstenite::Message;
 
-use common::*;
+use crate::support::*;
 
 /// How long "nothing more arrives" is watched for.
 const QUIET: Duration = Duration::from_millis(150);
@@ -1264,10 +1262,10 @@ fn handshake_failures_get_bad_handshake_error_then_close_1008() {
 const SECRET: &[u8] = b"s3cret";
 
 fn token(secret: &[u8], project: &str, ttl_ms: u64) -> String {
-    huddle::auth::mint_token(secret, project, now_ms(), ttl_ms)
+    huddle::rooms::auth::mint_token(secret, project, now_ms(), ttl_ms)
 }
 
-fn auth_server(mode: huddle::auth::AuthMode) -> TestServer {
+fn auth_server(mode: huddle::rooms::auth::AuthMode) -> TestServer {
     TestServer::start(|c| {
         c.auth.mode = mode;
         c.auth.secrets.insert("demo".into(), "s3cret".into());
@@ -1294,7 +1292,7 @@ fn bad_tokens() -> Vec<(&'static str, Option<String>)> {
         ("badly signed", Some(token(b"wrong secret", "demo", 60_000))),
         (
             "expired",
-            Some(huddle::auth::mint_token(
+            Some(huddle::rooms::auth::mint_token(
                 SECRET,
                 "demo",
                 now_ms() - 120_000,
@@ -1314,7 +1312,7 @@ fn bad_tokens() -> Vec<(&'static str, Option<String>)> {
 
 #[test]
 fn handshake_required_mode_refuses_missing_malformed_forged_expired_or_foreign_tokens() {
-    let s = auth_server(huddle::auth::AuthMode::Required);
+    let s = auth_server(huddle::rooms::auth::AuthMode::Required);
     for codec in CODECS {
         for (case, tok) in bad_tokens() {
             let frame = Message::text(with_token(codec, tok.as_deref()).to_string());
@@ -1329,7 +1327,7 @@ fn handshake_required_mode_refuses_missing_malformed_forged_expired_or_foreign_t
 
 #[test]
 fn handshake_optional_mode_bad_token_connects_unauthenticated() {
-    let s = auth_server(huddle::auth::AuthMode::Optional);
+    let s = auth_server(huddle::rooms::auth::AuthMode::Optional);
     for codec in CODECS {
         for (case, tok) in bad_tokens() {
             let c = Client::with_hello(s.addr, codec, with_token(codec, tok.as_deref()));
@@ -1349,7 +1347,7 @@ fn handshake_optional_mode_bad_token_connects_unauthenticated() {
 
 #[test]
 fn handshake_disabled_mode_ignores_tokens() {
-    let s = auth_server(huddle::auth::AuthMode::Disabled);
+    let s = auth_server(huddle::rooms::auth::AuthMode::Disabled);
     for codec in CODECS {
         let good = token(SECRET, "demo", 60_000);
         for tok in [Some(good.as_str()), Some("garbage"), None] {

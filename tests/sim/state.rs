@@ -2,7 +2,7 @@
 
 use huddle::codec::Codec;
 use huddle::config::Config;
-use huddle::core::canon;
+use huddle::rooms::canon;
 use huddle::sim::{ClientId, Sim};
 use serde_json::{json, Value};
 
@@ -131,12 +131,11 @@ fn resync_in_both_spellings_gets_one_snapshot_per_turn() {
     );
     assert_eq!(sim.frames(a).len(), 1);
     // Three resyncs in one reactor turn: coalesced into one snapshot.
-    let key = sim.key_of(a);
     for _ in 0..3 {
-        let mut bytes = json!({"v":1,"t":"state.resync","room":"s"})
+        let bytes = json!({"v":1,"t":"state.resync","room":"s"})
             .to_string()
             .into_bytes();
-        sim.cores[0].handle_message(key, &mut bytes, sim.now);
+        sim.input(a, bytes, false);
     }
     sim.run();
     assert_eq!(sim.frames(a).len(), 1);
@@ -261,7 +260,7 @@ fn the_incremental_checksum_matches_a_full_recompute_over_random_ops() {
         }
         for f in sim.frames(a) {
             if f["t"] == "state.patch" {
-                let state = &sim.cores[0].room("s").unwrap().state;
+                let state = &sim.rooms(0).room("s").unwrap().state;
                 assert_eq!(f["p"]["checksum"], crc_of(state), "seed {seed} step {step}");
             }
         }

@@ -2,7 +2,7 @@
 
 use huddle::codec::Codec;
 use huddle::config::Config;
-use huddle::core::room::home_shard;
+use huddle::core::home_shard;
 use huddle::sim::{ClientId, Received, Sim};
 use serde_json::{json, Value};
 
@@ -54,7 +54,7 @@ fn a_drop_parks_the_session_and_its_rooms_hear_room_dropped() {
         vec![json!({"v":1,"t":"room.dropped","room":"r","p":{"client_id":hb["client_id"]}})]
     );
     assert_eq!(
-        sim.cores[0].room("r").unwrap().members.len(),
+        sim.rooms(0).room("r").unwrap().members.len(),
         2,
         "the seat is kept"
     );

@@ -6,32 +6,31 @@ use std::sync::Arc;
 
 use huddle::codec::Codec;
 use huddle::config::Config;
-use huddle::core::{SessionKey, ShardCore, ShardId};
-use huddle::metrics::ShardMetrics;
+use huddle::core::{shard_seed, Message, SessionKey, ShardId};
+use huddle::dialects::{Route, Shard};
 use huddle::sim::encode_as;
 use serde_json::json;
 
+/// One text message to a session.
+fn input(core: &mut Shard, key: SessionKey, mut bytes: Vec<u8>, now: u64) {
+    let message = Message {
+        bytes: &mut bytes,
+        binary: false,
+    };
+    core.handle_message(key, message, now);
+}
+
 /// A shard core with `n` handshaken JSON sessions in room `r`, every queue emptied.
-fn room(n: usize) -> (ShardCore, Vec<SessionKey>) {
-    let mut core = ShardCore::new(
-        ShardId(0),
-        1,
-        Arc::new(Config::default()),
-        Arc::new(ShardMetrics::default()),
-        0,
-    );
+fn room(n: usize) -> (Shard, Vec<SessionKey>) {
+    let cfg = Arc::new(Config::default());
+    let mut core = Shard::build(ShardId(0), 1, cfg, shard_seed(1, ShardId(0)), 0);
     let mut keys = Vec::new();
     for i in 0..n {
-        let key = core.handle_open(i, 1);
-        let mut hello = json!({"v":1,"codecs":["json"],"project_id":"p"})
-            .to_string()
-            .into_bytes();
-        core.handle_message(key, &mut hello, 1);
-        let mut join = encode_as(
-            Codec::Json,
-            &json!({"v":1,"t":"room.join_or_create","rid":"j","room":"r"}),
-        );
-        core.handle_message(key, &mut join, 1);
+        let key = core.handle_open(i, Route::Rooms, 1);
+        let hello = json!({"v":1,"codecs":["json"],"project_id":"p"});
+        input(&mut core, key, hello.to_string().into_bytes(), 1);
+        let join = json!({"v":1,"t":"room.join_or_create","rid":"j","room":"r"});
+        input(&mut core, key, encode_as(Codec::Json, &join), 1);
         keys.push(key);
     }
     core.end_turn(1);
@@ -40,7 +39,7 @@ fn room(n: usize) -> (ShardCore, Vec<SessionKey>) {
 }
 
 /// Drains the dirty list and every listed queue; returns the keys and frames per key.
-fn take_all(core: &mut ShardCore) -> Vec<(SessionKey, usize)> {
+fn take_all(core: &mut Shard) -> Vec<(SessionKey, usize)> {
     let mut dirty = Vec::new();
     core.drain_dirty(&mut dirty);
     dirty
@@ -55,12 +54,12 @@ fn take_all(core: &mut ShardCore) -> Vec<(SessionKey, usize)> {
         .collect()
 }
 
-fn message(core: &mut ShardCore, from: SessionKey, n: u64) {
-    let mut bytes = encode_as(
+fn message(core: &mut Shard, from: SessionKey, n: u64) {
+    let bytes = encode_as(
         Codec::Json,
         &json!({"v":1,"t":"room.message","room":"r","p":{"type":"t","data":n}}),
     );
-    core.handle_message(from, &mut bytes, 2);
+    input(core, from, bytes, 2);
     core.end_turn(2);
 }
 

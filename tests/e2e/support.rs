@@ -1,6 +1,6 @@
-//! Shared helpers for the end-to-end tests: an in-process server that stops when dropped,
-//! a blocking WebSocket client that speaks the rooms dialect in either codec, plain HTTP,
-//! and checks on raw MessagePack bytes.
+//! Shared helpers of the end-to-end tests: an in-process server that stops when dropped,
+//! a blocking WebSocket client that speaks the rooms dialect in either codec, plain HTTP
+//! and `/metrics`, and checks on raw MessagePack bytes.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -37,7 +37,7 @@ impl TestServer {
     pub fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let mut cfg = config();
         tweak(&mut cfg);
-        let server = Server::start(cfg).expect("server starts");
+        let server = huddle::start(cfg).expect("server starts");
         let addr = server.addr;
         TestServer {
             server: Some(server),
@@ -572,7 +572,7 @@ pub fn now_ms() -> u64 {
 pub fn room_on(shard: u16, prefix: &str) -> String {
     (0..)
         .map(|i| format!("{prefix}-{i}"))
-        .find(|id| huddle::core::room::home_shard(id, 2).0 == shard)
+        .find(|id| huddle::core::home_shard(id, 2).0 == shard)
         .expect("some id hashes to every shard")
 }
 
@@ -747,7 +747,6 @@ pub fn find_null(v: &Value, path: &str) -> Option<String> {
 
 /// Open WebSocket connections per shard (`huddle_connections{shard="i"}`) for `shards`
 /// shards.
-#[allow(dead_code)]
 pub fn connections_per_shard(addr: SocketAddr, shards: usize) -> Vec<f64> {
     (0..shards)
         .map(|i| metric(addr, &format!("huddle_connections{{shard=\"{i}\"}}")))
@@ -759,7 +758,6 @@ pub fn connections_per_shard(addr: SocketAddr, shards: usize) -> Vec<f64> {
 /// landed elsewhere (or could not be placed because another connection closed meanwhile)
 /// are returned too: keep them open until done, closing them moves the gauges. No other
 /// connection may open meanwhile.
-#[allow(dead_code)]
 pub fn ws_connect_on_shard(
     addr: SocketAddr,
     shard: u16,
@@ -788,7 +786,6 @@ pub fn ws_connect_on_shard(
     panic!("64 connections in a row missed shard {shard}")
 }
 
-#[allow(dead_code)]
 impl Client {
     /// Handshakes over an upgraded WebSocket with this handshake frame (as `with_hello`).
     pub fn over(mut ws: WebSocket<TcpStream>, codec: Codec, hello: Value) -> Client {

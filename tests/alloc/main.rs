@@ -11,8 +11,8 @@ use std::sync::Arc;
 use huddle::codec::{Codec, Decoder};
 use huddle::config::Config;
 use huddle::core::outbound::IOVECS_MAX;
-use huddle::core::{SessionKey, ShardCore, ShardId};
-use huddle::metrics::ShardMetrics;
+use huddle::core::{shard_seed, Message, SessionKey, ShardId};
+use huddle::dialects::{Route, Shard};
 use huddle::rooms::decode::tape_message;
 use huddle::sim::encode_as;
 use serde_json::json;
@@ -52,7 +52,7 @@ fn allocations(f: impl FnOnce()) -> u64 {
 }
 
 struct Room {
-    core: ShardCore,
+    core: Shard,
     members: Vec<SessionKey>,
     dirty: Vec<SessionKey>,
     now: u64,
@@ -65,26 +65,20 @@ impl Room {
         let mut cfg = Config::default();
         cfg.limits.msgs_per_s = 1_000_000;
         cfg.limits.msgs_burst = 1_000_000;
-        let mut core = ShardCore::new(
-            ShardId(0),
-            1,
-            Arc::new(cfg),
-            Arc::new(ShardMetrics::default()),
-            0,
-        );
+        let mut core = Shard::build(ShardId(0), 1, Arc::new(cfg), shard_seed(1, ShardId(0)), 0);
         let mut members = Vec::new();
         for i in 0..size {
             let codec = codecs[i % codecs.len()];
-            let key = core.handle_open(i, 1);
+            let key = core.handle_open(i, Route::Rooms, 1);
             let mut hello = json!({"v":1,"codecs":[codec.name()],"project_id":"p"})
                 .to_string()
                 .into_bytes();
-            core.handle_message(key, &mut hello, 1);
+            input(&mut core, key, &mut hello, 1);
             let mut join = encode_as(
                 codec,
                 &json!({"v":1,"t":"room.join_or_create","rid":"j","room":"r"}),
             );
-            core.handle_message(key, &mut join, 1);
+            input(&mut core, key, &mut join, 1);
             members.push(key);
         }
         let mut room = Room {
@@ -120,9 +114,21 @@ impl Room {
         self.now += 1;
         buf.clear();
         buf.extend_from_slice(message);
-        self.core.handle_message(self.members[0], buf, self.now);
+        input(&mut self.core, self.members[0], buf, self.now);
         self.drain();
     }
+}
+
+/// One message to a session, as the reactor hands it over.
+fn input(core: &mut Shard, key: SessionKey, bytes: &mut [u8], now: u64) {
+    core.handle_message(
+        key,
+        Message {
+            bytes,
+            binary: false,
+        },
+        now,
+    );
 }
 
 /// Allocations of decoding `message` as the shard does, once the decoder is warm: a JSON
@@ -188,8 +194,7 @@ fn bursts_held_for_a_flush_interval_allocate_nothing_beyond_decoding() {
         for _ in 0..BURST {
             room.now += 1;
             let mut copy = message.clone();
-            room.core
-                .handle_message(room.members[0], &mut copy, room.now);
+            input(&mut room.core, room.members[0], &mut copy, room.now);
             room.core.end_turn(room.now);
         }
         room.drain();

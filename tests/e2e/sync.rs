@@ -6,9 +6,6 @@
 //! Test names are the rule they check. The same rules are checked deterministically on the
 //! simulator in tests/core_state.rs, core_matchmaking.rs and core_resume.rs.
 
-#[allow(dead_code)]
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -16,7 +13,7 @@ use serde_json::{json, Value};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 
-use common::*;
+use crate::support::*;
 
 /// How long "nothing more arrives" is watched for.
 const QUIET: Duration = Duration::from_millis(150);
@@ -40,7 +37,7 @@ fn client_with(s: &TestServer, codec: Codec, extra: Value) -> Client {
 
 /// CRC-32 (crc32fast, IEEE) of the RFC 8785 bytes of a state, as sent on the wire.
 fn crc(state: &Value) -> u64 {
-    u64::from(crc32fast::hash(&huddle::core::canon::to_vec(state)))
+    u64::from(crc32fast::hash(&huddle::rooms::canon::to_vec(state)))
 }
 
 /// `state_room`: sets `path` to `value` (no rid).

@@ -4,15 +4,13 @@
 //! sender's order, and the writes must carry more than one frame each on average.
 
 // This file uses a few of the shared helpers only.
-#[allow(dead_code)]
-mod common;
 
 use std::sync::{Arc, Barrier};
 use std::thread;
 
 use serde_json::json;
 
-use common::*;
+use crate::support::*;
 
 const ROOMS: usize = 3;
 const MEMBERS: usize = 8;

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use huddle::core::canon::{self, StateDigest};
+use huddle::rooms::canon::{self, StateDigest};
 use serde_json::{json, Value};
 
 fn dir() -> PathBuf {

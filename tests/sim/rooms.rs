@@ -3,7 +3,7 @@
 
 use huddle::codec::Codec;
 use huddle::config::Config;
-use huddle::core::room::home_shard;
+use huddle::core::home_shard;
 use huddle::sim::{ClientId, Received, Sim};
 use serde_json::{json, Value};
 
@@ -84,7 +84,7 @@ fn unknown_room_type_is_refused_never_a_fallback() {
     let reply = join(&mut sim, a, "x", "poker_room");
     assert_eq!(reply["p"]["ok"], false);
     assert_eq!(reply["p"]["code"], "unknown_room_type");
-    assert!(sim.cores[0].room("x").is_none());
+    assert!(sim.rooms(0).room("x").is_none());
 }
 
 #[test]
@@ -135,8 +135,8 @@ fn leaving_tells_the_rest_and_an_empty_room_is_disposed() {
     assert_eq!(got[0]["p"]["client_id"], hb["client_id"]);
     assert_eq!(got[1]["p"]["count"], 1);
     sim.close(a, 1000);
-    assert!(sim.cores[0].room("r").is_none(), "empty room disposed");
-    assert_eq!(sim.cores[0].room_count(), 0);
+    assert!(sim.rooms(0).room("r").is_none(), "empty room disposed");
+    assert_eq!(sim.rooms(0).room_count(), 0);
 }
 
 #[test]
@@ -164,7 +164,7 @@ fn a_join_moves_the_session_to_the_rooms_home_shard() {
     assert_eq!(reply["p"]["ok"], true);
     assert_eq!(sim.shard_of(a), 1, "moved to the room's home");
     assert_eq!(sim.cores[0].session_count(), 0);
-    assert_eq!(sim.cores[1].room(&room).unwrap().members.len(), 1);
+    assert_eq!(sim.rooms(1).room(&room).unwrap().members.len(), 1);
     // and it keeps working after the move
     sim.frames(a);
     sim.send(
@@ -316,7 +316,7 @@ fn state_room_ops_of_one_turn_are_one_patch_flattened_for_reference_clients() {
     // a del of a missing path changes nothing: no patch, seq unchanged
     sim.send(a, json!({"v":1,"t":"room.message","room":"s","p":{"type":"state.del","data":{"path":"/nope"}}}));
     assert!(sim.recv_type(a, "state.patch").is_none());
-    assert_eq!(sim.cores[0].room("s").unwrap().seq, 1);
+    assert_eq!(sim.rooms(0).room("s").unwrap().seq, 1);
 }
 
 #[test]
@@ -444,13 +444,13 @@ fn handshake_failures_get_an_error_then_close_1008() {
 #[test]
 fn required_auth_refuses_missing_and_expired_tokens_and_accepts_valid_ones() {
     let mut c = cfg();
-    c.auth.mode = huddle::auth::AuthMode::Required;
+    c.auth.mode = huddle::rooms::auth::AuthMode::Required;
     c.auth.secrets.insert("demo".into(), "s3cret".into());
     let now = 1_700_000_000_000 + 1;
-    let good = huddle::auth::mint_token(b"s3cret", "demo", now, 60_000);
-    let expired = huddle::auth::mint_token(b"s3cret", "demo", now - 120_000, 60_000);
-    let other = huddle::auth::mint_token(b"s3cret", "other", now, 60_000);
-    let forged = huddle::auth::mint_token(b"wrong", "demo", now, 60_000);
+    let good = huddle::rooms::auth::mint_token(b"s3cret", "demo", now, 60_000);
+    let expired = huddle::rooms::auth::mint_token(b"s3cret", "demo", now - 120_000, 60_000);
+    let other = huddle::rooms::auth::mint_token(b"s3cret", "other", now, 60_000);
+    let forged = huddle::rooms::auth::mint_token(b"wrong", "demo", now, 60_000);
     for (token, ok) in [
         ("", false),
         (expired.as_str(), false),
@@ -574,14 +574,13 @@ fn slow_consumer_gets_an_error_and_close_1008_when_reliable_frames_overflow() {
     let big = "y".repeat(1000);
     let mut overflowed = false;
     for _ in 0..200 {
-        let mut bytes = json!({"v":1,"t":"room.message","room":"r","p":{"type":"chat","data":big}})
+        let bytes = json!({"v":1,"t":"room.message","room":"r","p":{"type":"chat","data":big}})
             .to_string()
             .into_bytes();
-        let key = sim_key(&sim, a);
-        sim.cores[0].handle_message(key, &mut bytes, sim.now);
+        sim.input(a, bytes, false);
         if sim.cores[0]
-            .session(sim_key(&sim, b))
-            .is_some_and(|s| s.phase == huddle::core::session::Phase::Closing)
+            .session(sim.key_of(b))
+            .is_some_and(|s| s.is_closing())
         {
             overflowed = true;
             break;
@@ -596,17 +595,14 @@ fn slow_consumer_gets_an_error_and_close_1008_when_reliable_frames_overflow() {
     assert!(matches!(got.last(), Some(Received::Close(1008, _))));
 }
 
-fn sim_key(sim: &Sim, c: ClientId) -> huddle::core::SessionKey {
-    sim.key_of(c)
-}
-
 #[test]
 fn shutdown_closes_every_client_with_1001() {
     let mut sim = Sim::new(2, cfg());
     let (a, _) = sim.handshaken(0, Codec::Json);
     let (b, _) = sim.handshaken(1, Codec::Msgpack);
+    let now = sim.now;
     for core in &mut sim.cores {
-        core.begin_shutdown();
+        core.begin_shutdown(now);
     }
     sim.run();
     for c in [a, b] {
@@ -654,12 +650,12 @@ fn congested_unreliable_messages_are_replaced_latest_wins_or_dropped() {
     join(&mut sim, a, "r", "echo_room");
     join(&mut sim, b, "r", "echo_room");
     sim.frames(b);
-    let (ka, kb) = (sim.key_of(a), sim.key_of(b));
+    let kb = sim.key_of(b);
     let send = |sim: &mut Sim, p: Value| {
-        let mut bytes = json!({"v":1,"t":"room.message","room":"r","p":p})
+        let bytes = json!({"v":1,"t":"room.message","room":"r","p":p})
             .to_string()
             .into_bytes();
-        sim.cores[0].handle_message(ka, &mut bytes, sim.now);
+        sim.input(a, bytes, false);
     };
     // Queue b past the congestion threshold with reliable traffic (nobody flushes it).
     for i in 0..3 {
@@ -680,7 +676,7 @@ fn congested_unreliable_messages_are_replaced_latest_wins_or_dropped() {
     );
     assert!(
         sim.cores[0]
-            .metrics
+            .metrics()
             .drops(huddle::metrics::DropReason::Congested)
             >= 10
     );

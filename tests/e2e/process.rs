@@ -153,7 +153,7 @@ fn token_subcommand_mints_a_token_the_server_accepts() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    huddle::auth::verify_token(&token, b"s3cret", "demo", now).expect("valid token");
+    huddle::rooms::auth::verify_token(&token, b"s3cret", "demo", now).expect("valid token");
     let run = start(&[
         "--config",
         config.to_str().unwrap(),

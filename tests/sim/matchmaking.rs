@@ -97,8 +97,9 @@ fn a_match_across_shards_reserves_seats_and_tells_every_participant() {
             json!({"room":room,"room_type":"counter_room","size":2,"participants":[ha["client_id"],hb["client_id"]]})
         );
     }
-    let home = huddle::core::room::home_shard(&room, 2).index();
-    let r = sim.cores[home]
+    let home = huddle::core::home_shard(&room, 2).index();
+    let r = sim
+        .rooms(home)
         .room(&room)
         .expect("room created on its home");
     assert_eq!(r.options.max_players, Some(2));
@@ -130,11 +131,11 @@ fn a_reserved_room_nobody_joins_is_disposed_when_the_reservation_ends() {
         .to_string();
     sim.advance(500);
     assert!(
-        sim.cores[0].room(&room).is_some(),
+        sim.rooms(0).room(&room).is_some(),
         "not disposed while reserved and empty"
     );
     sim.advance(600);
-    assert!(sim.cores[0].room(&room).is_none());
+    assert!(sim.rooms(0).room(&room).is_none());
 }
 
 #[test]
@@ -189,7 +190,7 @@ fn a_ticket_follows_its_session_when_it_moves_shards() {
     // a joins a room homed on shard 1: it moves there with its ticket
     let room = (0..)
         .map(|i| format!("mv-{i}"))
-        .find(|r| huddle::core::room::home_shard(r, 2).index() == 1)
+        .find(|r| huddle::core::home_shard(r, 2).index() == 1)
         .unwrap();
     sim.send(
         a,

@@ -1,19 +1,33 @@
-//! A room on its home shard: members (local or on another shard), options, state, logic.
-//! Membership and fan-out are dialect-neutral; the rooms dialect adds its join rules.
+//! A room on its home shard: members (on this shard or another), creator's options,
+//! state, logic, reserved seats. The fan-out itself is the engine's (`Engine::fan_out`);
+//! a member is one of its recipients.
 
 use std::sync::Arc;
 
-use super::keys::{SessionKey, ShardId};
 use super::logic::RoomLogic;
 use crate::codec::Codec;
+use crate::core::keys::GenKey;
+use crate::core::{Recipient, SessionAt};
 
-/// Where a member's session lives.
+/// A room on its home shard: slot plus generation (see `GenSlab`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MemberAt {
-    /// On this (the room's home) shard.
-    Local(SessionKey),
-    /// On another shard: frames go through the mesh.
-    Remote(ShardId, SessionKey),
+pub struct RoomKey {
+    /// Slot in the shard's room slab.
+    pub index: u32,
+    /// Generation of that slot when the key was issued.
+    pub gen: u32,
+}
+
+impl GenKey for RoomKey {
+    fn new(index: u32, gen: u32) -> Self {
+        RoomKey { index, gen }
+    }
+    fn index(self) -> usize {
+        self.index as usize
+    }
+    fn gen(self) -> u32 {
+        self.gen
+    }
 }
 
 /// Feature flags a rooms client negotiated (handshake `features`).
@@ -32,14 +46,23 @@ pub struct Features {
 pub struct Member {
     /// Public id other members see.
     pub client_id: Arc<str>,
-    /// The member's session.
-    pub at: MemberAt,
+    /// The member's session (on this shard or another).
+    pub at: SessionAt,
     /// How frames to it are encoded.
     pub codec: Codec,
     /// What it negotiated.
     pub features: Features,
     /// The last `seq` it acknowledged.
     pub acked_seq: u64,
+}
+
+impl Recipient for Member {
+    fn at(&self) -> SessionAt {
+        self.at
+    }
+    fn codec(&self) -> Codec {
+        self.codec
+    }
 }
 
 /// Creator's options (`options` of the first `room.join_or_create`).
@@ -86,7 +109,7 @@ impl Room {
     }
 
     /// Is this session a member?
-    pub fn has(&self, at: MemberAt) -> bool {
+    pub fn has(&self, at: SessionAt) -> bool {
         self.members.iter().any(|m| m.at == at)
     }
 
@@ -96,17 +119,17 @@ impl Room {
     }
 
     /// The member at a session.
-    pub fn member_at(&self, at: MemberAt) -> Option<&Member> {
+    pub fn member_at(&self, at: SessionAt) -> Option<&Member> {
         self.members.iter().find(|m| m.at == at)
     }
 
     /// The member at a session, mutably.
-    pub fn member_at_mut(&mut self, at: MemberAt) -> Option<&mut Member> {
+    pub fn member_at_mut(&mut self, at: SessionAt) -> Option<&mut Member> {
         self.members.iter_mut().find(|m| m.at == at)
     }
 
     /// Removes a member, returning it.
-    pub fn remove(&mut self, at: MemberAt) -> Option<Member> {
+    pub fn remove(&mut self, at: SessionAt) -> Option<Member> {
         let i = self.members.iter().position(|m| m.at == at)?;
         Some(self.members.remove(i))
     }
@@ -115,28 +138,5 @@ impl Room {
     pub fn is_full(&self, default_max: usize) -> bool {
         let max = self.options.max_players.map_or(default_max, |m| m as usize);
         self.members.len() >= max
-    }
-}
-
-/// The home shard of a key: `crc32(key) % shards`. Stable across runs and builds.
-pub fn home_shard(key: &str, shards: usize) -> ShardId {
-    assert!(shards > 0 && shards <= usize::from(u16::MAX));
-    ShardId((crc32fast::hash(key.as_bytes()) as usize % shards) as u16)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn home_shard_is_stable_and_in_range() {
-        assert_eq!(home_shard("lobby", 1), ShardId(0));
-        let a = home_shard("echo_room:default", 4);
-        assert_eq!(a, home_shard("echo_room:default", 4));
-        assert!(a.0 < 4);
-        // different keys spread over shards
-        let spread: std::collections::HashSet<_> =
-            (0..64).map(|i| home_shard(&format!("r{i}"), 2)).collect();
-        assert_eq!(spread.len(), 2);
     }
 }

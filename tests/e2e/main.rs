@@ -1,0 +1,12 @@
+//! End to end over loopback with real WebSocket clients: the server in this process (two
+//! shards) or the `huddle` binary itself, the reference SDK from Node, every dialect's
+//! rules again over sockets. One shared support module (`support`).
+
+mod flush;
+mod process;
+mod rooms;
+mod routing;
+mod sdk;
+mod support;
+mod sync;
+mod turns;

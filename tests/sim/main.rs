@@ -1,0 +1,10 @@
+//! Deterministic whole-server tests: 1–2 shards driven without sockets through
+//! `huddle::sim` (the same turn as the reactor), a virtual clock, seeded RNGs. One test
+//! per protocol rule, named after it.
+
+mod dirty;
+mod matchmaking;
+mod resume;
+mod rooms;
+mod state;
+mod vectors;
