@@ -24,7 +24,7 @@
 #   QUIET_WAIT=120          ...at most this many seconds, then runs anyway, marked noisy
 #   OTHER_MAX=15 RETRIES=2  a run during which other processes used > OTHER_MAX % of a core
 #                           is run again (at most RETRIES times; the last one is kept)
-#   NO_BUILD=1              skip `cargo build --release --bins`
+#   NO_BUILD=1              skip `cargo build --release --workspace --bins`
 #   OUT=DIR                 where logs and raw summary lines go (default target/compare/DATE)
 set -euo pipefail
 
@@ -86,8 +86,8 @@ if [ "$(nproc)" -lt 2 ]; then
 fi
 
 if [ "${NO_BUILD:-0}" != 1 ]; then
-  echo "== cargo build --release --bins" >&2
-  cargo build --release --bins >&2
+  echo "== cargo build --release --workspace --bins" >&2
+  cargo build --release --workspace --bins >&2
 fi
 [ -x "$huddle_bin" ] && [ -x "$loadgen_bin" ] || { echo "missing $huddle_bin or $loadgen_bin" >&2; exit 1; }
 if [[ " $PEERS " == *" uws "* ]] && [ ! -f "$uws_sh" ]; then

@@ -16,7 +16,7 @@ for tool in perf inferno-collapse-perf inferno-flamegraph taskset; do
 done
 target=target/frame-pointers
 echo "building the profiling profile with frame pointers into $target ..." >&2
-RUSTFLAGS="-C force-frame-pointers=yes" cargo build -q --profile profiling --bins --target-dir "$target"
+RUSTFLAGS="-C force-frame-pointers=yes" cargo build -q --profile profiling --workspace --bins --target-dir "$target"
 bin="$target/profiling"
 
 flush=0

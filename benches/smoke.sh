@@ -10,8 +10,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-$root/target/debug/huddle}
 loadgen=${LOADGEN:-$(dirname "$bin")/loadgen}
 codecs=${SMOKE_CODECS:-json msgpack}
-[ -x "$bin" ] || { echo "smoke: no huddle binary at $bin (cargo build --bins)" >&2; exit 1; }
-[ -x "$loadgen" ] || { echo "smoke: no loadgen binary at $loadgen (cargo build --bins)" >&2; exit 1; }
+[ -x "$bin" ] || { echo "smoke: no huddle binary at $bin (cargo build --workspace --bins)" >&2; exit 1; }
+[ -x "$loadgen" ] || { echo "smoke: no loadgen binary at $loadgen (cargo build --workspace --bins)" >&2; exit 1; }
 
 tmp=$(mktemp -d)
 pid=""

@@ -10,12 +10,13 @@
 //!
 //! With `--server-pid` it also reads the server's CPU time (utime/stime from `/proc`) over
 //! the measured window, its RSS, and the CPUs its threads ran on.
+//!
+//! Its own crate in huddle's cargo workspace (`benches/loadgen`), sharing nothing with the
+//! huddle library: `cargo build --release --workspace --bins` (or `-p loadgen`) puts it at
+//! `target/release/loadgen`, beside `huddle`, where the scripts in `benches/` look for it.
 
-#[path = "loadgen/procstat.rs"]
 mod procstat;
-#[path = "loadgen/worker.rs"]
 mod worker;
-#[path = "loadgen/ws.rs"]
 mod ws;
 
 use std::net::{SocketAddr, ToSocketAddrs};
