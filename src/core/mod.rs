@@ -361,7 +361,12 @@ impl<D: Dialect> ShardCore<D> {
             }
             let moves = std::mem::take(&mut self.engine.moves);
             for (key, to) in moves {
-                driver.move_session(self, key, to);
+                // A session closed since it asked to move stays to finish its close here.
+                match self.engine.sessions.get_mut(key) {
+                    Some(s) if s.is_open() => driver.move_session(self, key, to),
+                    Some(s) => s.moving = false,
+                    None => {}
+                }
             }
             for (to, msg) in self.engine.mesh_out.drain(..) {
                 driver.post(to, msg);

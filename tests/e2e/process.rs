@@ -26,6 +26,15 @@ impl Drop for Running {
 }
 
 fn start(args: &[&str]) -> Running {
+    match launch(args) {
+        Ok(run) => run,
+        Err(stderr) => panic!("no 'listening on' line; stderr: {stderr:?}"),
+    }
+}
+
+/// Starts the binary; its stderr when it never says it is listening (it exited, or said
+/// nothing for 10 s).
+fn launch(args: &[&str]) -> Result<Running, Vec<String>> {
     let mut child = Command::new(BIN)
         .args(args)
         .stderr(Stdio::piped())
@@ -45,19 +54,19 @@ fn start(args: &[&str]) -> Running {
             Ok(line) => {
                 if let Some(rest) = line.split("listening on ").nth(1) {
                     let addr = rest.split_whitespace().next().unwrap().to_string();
-                    return Running {
+                    return Ok(Running {
                         child,
                         addr,
                         early: seen,
                         stderr: rx,
-                    };
+                    });
                 }
                 seen.push(line);
             }
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("no 'listening on' line; stderr: {seen:?}")
+                return Err(seen);
             }
         }
     }
@@ -88,12 +97,53 @@ fn sigterm(child: &Child) {
     assert!(status.success());
 }
 
+/// The README's first command: with no arguments huddle serves 127.0.0.1:7777. When
+/// something else on this machine holds that port, it must say so, naming the address,
+/// rather than pick another one.
 #[test]
 fn no_arguments_listens_on_loopback_7777_with_optional_auth() {
-    let run = start(&[]);
-    assert_eq!(run.addr, "127.0.0.1:7777");
-    let mut ws = handshake(&run.addr);
-    ws.close(None).ok();
+    match launch(&[]) {
+        Ok(run) => {
+            assert_eq!(run.addr, "127.0.0.1:7777");
+            let (mut ws, ok) = handshake_with(&run.addr, r#"{"v":1,"project_id":"demo"}"#);
+            assert!(ok.contains(r#""auth_mode":"optional""#), "{ok}");
+            ws.close(None).ok();
+        }
+        Err(stderr) => {
+            let busy = std::net::TcpListener::bind("127.0.0.1:7777").is_err();
+            assert!(
+                busy,
+                "no 'listening on' line although 7777 is free: {stderr:?}"
+            );
+            let said = stderr.join("\n");
+            assert!(
+                said.contains("cannot listen on 127.0.0.1:7777"),
+                "the port is taken and the error must name it: {said}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_echo_flag_serves_slash_echo_which_is_a_404_without_it() {
+    let status = |addr: &str| {
+        let stream = TcpStream::connect(addr).unwrap();
+        match tungstenite::client::client(format!("ws://{addr}/echo"), stream) {
+            Ok((mut ws, _)) => {
+                ws.send(Message::text("ping?")).unwrap();
+                assert_eq!(ws.read().unwrap(), Message::text("ping?"));
+                101
+            }
+            Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r))) => {
+                r.status().as_u16()
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let plain = start(&["--listen", "127.0.0.1:0", "--shards", "1"]);
+    assert_eq!(status(&plain.addr), 404);
+    let echo = start(&["--listen", "127.0.0.1:0", "--shards", "1", "--echo"]);
+    assert_eq!(status(&echo.addr), 101);
 }
 
 #[test]

@@ -1383,8 +1383,8 @@ fn handshake_timeout_is_bad_handshake_then_close_1008() {
     assert_eq!(e.p()["reason"], "handshake timeout", "{e}");
     assert_eq!(code, Some(1008));
     assert!(
-        elapsed >= Duration::from_millis(290) && elapsed < Duration::from_millis(1500),
-        "closed after {elapsed:?}, handshake_ms is 300"
+        elapsed >= Duration::from_millis(300) - CLOCK_GRAIN,
+        "closed after {elapsed:?}, before handshake_ms 300"
     );
 }
 
@@ -2156,30 +2156,37 @@ fn error_more_than_10x_msgs_per_s_within_any_one_second_closes_with_1008() {
         c.limits.msgs_per_s = 1;
         c.limits.msgs_burst = 1;
     });
-    let mut c = Client::new(s.addr, Codec::Json);
-    let start = Instant::now();
     // 10 messages, then 10 more 650 ms later: 20 (> 10 × msgs_per_s) within one second,
-    // whatever the server's window boundaries are.
-    for (at_ms, n) in [(450u64, 10), (1100, 10)] {
-        let at = Duration::from_millis(at_ms);
-        std::thread::sleep(at.saturating_sub(start.elapsed()));
-        for _ in 0..n {
-            c.send_env("warp.engage", None, None, json!({}));
+    // whatever the server's window boundaries are. A sender the machine held up so long
+    // that the second batch left a second or more after the first proves nothing: that
+    // attempt is run again on a new connection (at most 3 times).
+    for attempt in 1..=3 {
+        let mut c = Client::new(s.addr, Codec::Json);
+        let start = Instant::now();
+        let mut first_sent = None;
+        for (at_ms, n) in [(450u64, 10), (1100, 10)] {
+            let at = Duration::from_millis(at_ms);
+            std::thread::sleep(at.saturating_sub(start.elapsed()));
+            first_sent.get_or_insert_with(Instant::now);
+            for _ in 0..n {
+                c.send_env("warp.engage", None, None, json!({}));
+            }
         }
+        let spread = first_sent.expect("sent").elapsed();
+        if spread >= Duration::from_millis(1000) {
+            eprintln!("attempt {attempt}: the 20 messages spread over {spread:?}; again");
+            continue;
+        }
+        let (code, frames) = c.until_close_within(WAIT);
+        assert_eq!(
+            code,
+            Some(1008),
+            "20 messages within {spread:?} must close the connection:\n{}",
+            show(&frames)
+        );
+        return;
     }
-    let sent_within = start.elapsed();
-    assert!(
-        sent_within < Duration::from_millis(1400),
-        "slow sender: {sent_within:?}"
-    );
-    let (code, frames) = c.until_close_within(Duration::from_millis(800));
-    assert_eq!(
-        code,
-        Some(1008),
-        "20 messages within {:?} must close the connection:\n{}",
-        Duration::from_millis(650),
-        show(&frames)
-    );
+    panic!("three attempts in a row could not send 20 messages within one second");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -2520,20 +2527,20 @@ fn idle_silent_client_gets_a_ping_then_is_closed_with_1001() {
     let ping_at = sent.elapsed();
     assert_eq!(op, 0x9, "a silent client gets a ping");
     assert!(
-        ping_at >= Duration::from_millis(200) && ping_at < Duration::from_millis(600),
-        "ping after {ping_at:?} (ping_ms 200)"
+        ping_at >= Duration::from_millis(200) - CLOCK_GRAIN,
+        "ping after {ping_at:?}, before ping_ms 200"
     );
     let (op, payload) = raw_read(&mut sock);
     let closed_at = sent.elapsed();
-    assert_eq!(op, 0x8, "then a close frame");
+    assert_eq!(op, 0x8, "then (not before the ping) a close frame");
     assert_eq!(
         u16::from_be_bytes([payload[0], payload[1]]),
         1001,
         "close code"
     );
     assert!(
-        closed_at >= Duration::from_millis(600) && closed_at < Duration::from_millis(1500),
-        "closed after {closed_at:?} (idle_ms 600)"
+        closed_at >= Duration::from_millis(600) - CLOCK_GRAIN,
+        "closed after {closed_at:?}, before idle_ms 600"
     );
 }
 

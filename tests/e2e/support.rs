@@ -15,6 +15,13 @@ use huddle::server::Server;
 /// How long a client waits for a frame it expects.
 pub const WAIT: Duration = Duration::from_secs(3);
 
+/// The server's clock counts whole milliseconds (it truncates), so a deadline of N ms,
+/// timed by the test's own clock, can pass up to this much early. A test asserting that
+/// something did not happen before a deadline allows it; how late it may come is bounded
+/// by the reads' own timeouts (`WAIT`), not by a tight upper bound a loaded machine
+/// breaks.
+pub const CLOCK_GRAIN: Duration = Duration::from_millis(1);
+
 /// A server running in this process; stopped (and its threads joined) when dropped.
 pub struct TestServer {
     server: Option<Server>,
