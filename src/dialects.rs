@@ -84,10 +84,10 @@ fn kind_of<D: Dialect<Session = DialectSession>>(eng: &Engine<D>, key: SessionKe
 }
 
 impl Dialects {
-    /// A first message on `/` settles the session's dialect. Every first message is the
+    /// The first message on `/` settles the session's dialect. Every first message is the
     /// rooms dialect's today (its handshake, or anything it refuses as one); a dialect
-    /// that shares `/` adds the shape that claims a message for it here.
-    fn settle_shared(eng: &mut Engine<Self>, key: SessionKey, _first: &[u8]) {
+    /// that shares `/` adds here the shape of message that claims the session for it.
+    fn settle_shared(eng: &mut Engine<Self>, key: SessionKey) {
         if let Some(session) = eng.session_mut(key) {
             if let DialectSession::Shared(rooms) = &mut session.dialect {
                 session.dialect = DialectSession::Rooms(std::mem::take(rooms));
@@ -159,7 +159,7 @@ impl Dialect for Dialects {
             DialectSession::Rooms(_) => self.rooms.handle_message(eng, key, message, now),
             DialectSession::Echo => Echo::handle_message(eng, key, message),
             DialectSession::Shared(_) => {
-                Self::settle_shared(eng, key, message.bytes);
+                Self::settle_shared(eng, key);
                 self.handle_message(eng, key, message, now);
             }
         }
