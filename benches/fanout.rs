@@ -11,13 +11,12 @@
 
 use std::hint::black_box;
 use std::io::IoSlice;
-use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use huddle::codec::Codec;
 use huddle::config::Config;
 use huddle::core::outbound::IOVECS_MAX;
-use huddle::core::{shard_seed, Message, SessionKey, ShardId};
+use huddle::core::{Message, SessionKey};
 use huddle::dialects::{Route, Shard};
 use huddle::sim::encode_as;
 use serde_json::json;
@@ -40,8 +39,7 @@ impl Room {
             seed: 1,
             ..Config::default()
         };
-        let seed = shard_seed(1, ShardId(0));
-        let core = Shard::build(ShardId(0), 1, Arc::new(cfg), seed, 1_700_000_000_000);
+        let core = Shard::alone(cfg);
         let mut room = Room {
             core,
             members: Vec::new(),

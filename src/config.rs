@@ -1,8 +1,8 @@
 //! The server's configuration: `huddle.toml` read with serde, every key optional.
 //! Owns parsing and validation of the file; not the CLI (main.rs) nor what the values do.
 //! `listen`, `shards`, `pin_shards`, `seed` and `[limits]` are the engine's; the other
-//! sections belong to the dialects (`[echo]`; the rooms dialect's `[auth]`, `[policy]`,
-//! `[rooms]`, `[state]`, `[session]`, `[matchmaking]`).
+//! sections belong to the dialects (`[echo]`, `[cloudlink]`; the rooms dialect's `[auth]`,
+//! `[policy]`, `[rooms]`, `[state]`, `[session]`, `[matchmaking]`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -42,6 +42,8 @@ pub struct Config {
     pub matchmaking: MatchmakingConfig,
     /// The echo dialect.
     pub echo: EchoConfig,
+    /// The cloudlink dialect (CloudLink 5 signaling, the PeerJS broker, the relay).
+    pub cloudlink: CloudlinkConfig,
     /// Seed for each shard's RNG (0 = from the OS). Ids and secrets come from a CSPRNG
     /// either way; a fixed seed is for reproducing a run.
     pub seed: u64,
@@ -61,6 +63,7 @@ impl Default for Config {
             session: SessionConfig::default(),
             matchmaking: MatchmakingConfig::default(),
             echo: EchoConfig::default(),
+            cloudlink: CloudlinkConfig::default(),
             seed: 0,
         }
     }
@@ -191,6 +194,50 @@ impl Default for EchoConfig {
     }
 }
 
+/// How cloudlink's `INIT` authenticates.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CloudlinkAuth {
+    /// Any username; `user_id` is `GUEST_<ULID>`; a token is ignored.
+    #[default]
+    Guest,
+    /// An HS512 JWT (`INIT.token` or `?token=`) signed with `jwt_secret`, with `exp`.
+    Token,
+}
+
+/// `[cloudlink]`: CloudLink 5 signaling, the PeerJS-compatible broker and the relay.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudlinkConfig {
+    /// `guest` (default) or `token`.
+    pub auth: CloudlinkAuth,
+    /// The HS512 secret of token mode.
+    pub jwt_secret: String,
+    /// Origins allowed to open signaling connections, `*` a wildcard
+    /// (`https://*.turbowarp.org`); empty = every origin. Another origin: HTTP 403.
+    pub allowed_origins: Vec<String>,
+    /// Refuse (403) signaling upgrades without an `Origin` header.
+    pub require_origin: bool,
+    /// New signaling connections per address per minute (a token bucket of that size
+    /// refilled per minute, server-wide); past it: HTTP 429. 0 = no limit.
+    pub conns_per_ip_per_min: u32,
+    /// Largest `max_players` a lobby may have (-1, unlimited, is always allowed).
+    pub max_players_cap: u32,
+}
+
+impl Default for CloudlinkConfig {
+    fn default() -> Self {
+        CloudlinkConfig {
+            auth: CloudlinkAuth::Guest,
+            jwt_secret: String::new(),
+            allowed_origins: Vec::new(),
+            require_origin: false,
+            conns_per_ip_per_min: 120,
+            max_players_cap: 256,
+        }
+    }
+}
+
 /// Why a configuration cannot be used.
 #[derive(Debug)]
 pub enum ConfigError {
@@ -251,6 +298,17 @@ impl Config {
                 "echo.message_bytes_max must be above 0 and its echo (plus a 10-byte frame \
                  header) must fit limits.outbound_bytes_max"
                     .into(),
+            ));
+        }
+        let cl = &self.cloudlink;
+        if cl.auth == CloudlinkAuth::Token && cl.jwt_secret.is_empty() {
+            return Err(ConfigError::Invalid(
+                "cloudlink.auth = \"token\" needs cloudlink.jwt_secret".into(),
+            ));
+        }
+        if cl.max_players_cap == 0 || cl.max_players_cap > i32::MAX as u32 {
+            return Err(ConfigError::Invalid(
+                "cloudlink.max_players_cap must be in 1..=2147483647".into(),
             ));
         }
         if self.auth.mode == AuthMode::Required && self.auth.secrets.is_empty() {
@@ -341,6 +399,21 @@ types = ["echo_room"]
         )
         .unwrap();
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn cloudlink_defaults_and_token_mode_needs_a_secret() {
+        let c = Config::default().cloudlink;
+        assert_eq!(c.auth, CloudlinkAuth::Guest);
+        assert_eq!((c.conns_per_ip_per_min, c.max_players_cap), (120, 256));
+        assert!(c.allowed_origins.is_empty() && !c.require_origin);
+        let c = Config::parse("[cloudlink]\nauth = \"token\"").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("jwt_secret"));
+        let c = Config::parse("[cloudlink]\nauth = \"token\"\njwt_secret = \"s\"").unwrap();
+        c.validate().unwrap();
+        assert!(Config::parse("[cloudlink]\nauth = \"cookie\"").is_err());
+        let c = Config::parse("[cloudlink]\nmax_players_cap = 0").unwrap();
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! | path | dialect |
 //! |---|---|
 //! | `/rooms` | rooms |
-//! | `/` | shared: the first message decides (today every first message is the rooms handshake) |
+//! | `/cl5`, and `/` with a `ugi` query | cloudlink |
+//! | `/` without `ugi` | shared: the first message decides (today every first message is the rooms handshake) |
 //! | `/echo` | echo, when `[echo] enabled = true` |
 //! | anything else | HTTP 404 |
 //!
@@ -15,6 +16,7 @@
 
 use std::sync::Arc;
 
+use crate::cloudlink::{self, ClSession, ClShared, Cloudlink, Signaling};
 use crate::codec::Frame;
 use crate::config::Config;
 use crate::core::{
@@ -29,10 +31,14 @@ use crate::rooms::{self, Rooms, RoomsSession};
 pub struct Dialects {
     /// The rooms dialect.
     pub rooms: Rooms,
+    /// The cloudlink dialect.
+    pub cloudlink: Cloudlink,
     /// `[echo]`: whether `/echo` is served, and its message bound.
     echo: crate::config::EchoConfig,
     /// The rooms dialect's message bound (16 frames' worth: see `Limits`).
     rooms_message_bytes_max: usize,
+    /// Cloudlink's: one frame (`limits.frame_bytes_max`).
+    cloudlink_message_bytes_max: usize,
 }
 
 /// What a session's dialect keeps for it.
@@ -42,6 +48,8 @@ pub enum DialectSession {
     Shared(RoomsSession),
     /// The rooms dialect.
     Rooms(RoomsSession),
+    /// The cloudlink dialect.
+    Cloudlink(ClSession),
     /// The echo dialect.
     Echo,
 }
@@ -50,6 +58,8 @@ pub enum DialectSession {
 pub enum DialectMesh {
     /// The rooms dialect's.
     Rooms(rooms::Mesh),
+    /// The cloudlink dialect's.
+    Cloudlink(cloudlink::Mesh),
 }
 
 /// The dialects' timers.
@@ -59,12 +69,14 @@ pub enum DialectTimer {
 }
 
 /// What an upgrade's path selected.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
     /// `/rooms`.
     Rooms,
-    /// `/`: the first message decides.
+    /// `/` without `ugi`: the first message decides.
     Shared,
+    /// `/cl5`, or `/` with `ugi`.
+    Cloudlink(Signaling),
     /// `/echo`.
     Echo,
 }
@@ -73,12 +85,14 @@ pub enum Route {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Rooms,
+    Cloudlink,
     Echo,
 }
 
 fn kind_of<D: Dialect<Session = DialectSession>>(eng: &Engine<D>, key: SessionKey) -> Option<Kind> {
     Some(match eng.session(key)?.dialect {
         DialectSession::Shared(_) | DialectSession::Rooms(_) => Kind::Rooms,
+        DialectSession::Cloudlink(_) => Kind::Cloudlink,
         DialectSession::Echo => Kind::Echo,
     })
 }
@@ -101,24 +115,45 @@ impl Dialect for Dialects {
     type Mesh = DialectMesh;
     type Timer = DialectTimer;
     type Route = Route;
+    type Shared = ClShared;
 
-    fn new(_shard: ShardId, _shards: usize, cfg: &Arc<Config>) -> Self {
+    fn shared(cfg: &Arc<Config>) -> ClShared {
+        ClShared::new(cfg)
+    }
+
+    fn new(_shard: ShardId, _shards: usize, cfg: &Arc<Config>, shared: &Arc<ClShared>) -> Self {
         Dialects {
             rooms: Rooms::new(cfg),
+            cloudlink: Cloudlink::new(cfg, shared.clone()),
             echo: cfg.echo.clone(),
             rooms_message_bytes_max: cfg.limits.declared_bytes_max(),
+            cloudlink_message_bytes_max: cfg.limits.frame_bytes_max,
         }
     }
 
     fn metrics(&self) -> Vec<Arc<dyn DialectMetrics>> {
-        vec![self.rooms.metrics.clone()]
+        vec![self.rooms.metrics.clone(), self.cloudlink.metrics.clone()]
     }
 
-    fn route(&mut self, upgrade: &Upgrade<'_>) -> Result<Routed<Route>, HttpRefusal> {
+    fn route(
+        &mut self,
+        eng: &mut Engine<Self>,
+        upgrade: &Upgrade<'_>,
+        now: u64,
+    ) -> Result<Routed<Route>, HttpRefusal> {
         let rooms = |route| Routed {
             route,
             message_bytes_max: self.rooms_message_bytes_max,
         };
+        let cloudlink =
+            upgrade.path == "/cl5" || (upgrade.path == "/" && upgrade.param("ugi").is_some());
+        if cloudlink {
+            let signaling = self.cloudlink.route(eng, upgrade, now)?;
+            return Ok(Routed {
+                route: Route::Cloudlink(signaling),
+                message_bytes_max: self.cloudlink_message_bytes_max,
+            });
+        }
         match upgrade.path {
             "/rooms" => Ok(rooms(Route::Rooms)),
             "/" => Ok(rooms(Route::Shared)),
@@ -134,6 +169,7 @@ impl Dialect for Dialects {
         match route {
             Route::Rooms => DialectSession::Rooms(RoomsSession::new()),
             Route::Shared => DialectSession::Shared(RoomsSession::new()),
+            Route::Cloudlink(signaling) => DialectSession::Cloudlink(Cloudlink::session(signaling)),
             Route::Echo => DialectSession::Echo,
         }
     }
@@ -141,6 +177,7 @@ impl Dialect for Dialects {
     fn handle_open(&mut self, eng: &mut Engine<Self>, key: SessionKey, route: Route, now: u64) {
         match route {
             Route::Rooms | Route::Shared => self.rooms.handle_open(eng, key, now),
+            Route::Cloudlink(_) => self.cloudlink.handle_open(eng, key),
             Route::Echo => {}
         }
     }
@@ -157,6 +194,7 @@ impl Dialect for Dialects {
         };
         match session.dialect {
             DialectSession::Rooms(_) => self.rooms.handle_message(eng, key, message, now),
+            DialectSession::Cloudlink(_) => self.cloudlink.handle_message(eng, key, message, now),
             DialectSession::Echo => Echo::handle_message(eng, key, message),
             DialectSession::Shared(_) => {
                 Self::settle_shared(eng, key);
@@ -174,13 +212,16 @@ impl Dialect for Dialects {
     ) -> AfterClose {
         match kind_of(eng, key) {
             Some(Kind::Rooms) => self.rooms.handle_close(eng, key, reason, now),
+            Some(Kind::Cloudlink) => self.cloudlink.handle_close(eng, key),
             Some(Kind::Echo) | None => AfterClose::Gone,
         }
     }
 
     fn handle_end(&mut self, eng: &mut Engine<Self>, key: SessionKey, now: u64) {
-        if kind_of(eng, key) == Some(Kind::Rooms) {
-            self.rooms.handle_end(eng, key, now);
+        match kind_of(eng, key) {
+            Some(Kind::Rooms) => self.rooms.handle_end(eng, key, now),
+            Some(Kind::Cloudlink) => self.cloudlink.handle_end(eng, key),
+            Some(Kind::Echo) | None => {}
         }
     }
 
@@ -197,6 +238,7 @@ impl Dialect for Dialects {
     fn handle_mesh(&mut self, eng: &mut Engine<Self>, from: ShardId, msg: DialectMesh, now: u64) {
         match msg {
             DialectMesh::Rooms(m) => self.rooms.handle_mesh(eng, from, m, now),
+            DialectMesh::Cloudlink(m) => self.cloudlink.handle_mesh(eng, from, m),
         }
     }
 
@@ -207,8 +249,10 @@ impl Dialect for Dialects {
         from: SessionAt,
         now: u64,
     ) {
-        if kind_of(eng, key) == Some(Kind::Rooms) {
-            self.rooms.handle_arrival(eng, key, from, now);
+        match kind_of(eng, key) {
+            Some(Kind::Rooms) => self.rooms.handle_arrival(eng, key, from, now),
+            Some(Kind::Cloudlink) => self.cloudlink.handle_arrival(eng, key),
+            Some(Kind::Echo) | None => {}
         }
     }
 
@@ -219,7 +263,7 @@ impl Dialect for Dialects {
     fn overflow_frame(&mut self, eng: &mut Engine<Self>, key: SessionKey) -> Option<Frame> {
         match kind_of(eng, key)? {
             Kind::Rooms => self.rooms.overflow_frame(eng, key),
-            Kind::Echo => None,
+            Kind::Cloudlink | Kind::Echo => None,
         }
     }
 }
@@ -228,14 +272,14 @@ impl rooms::Host for Dialects {
     fn rooms(session: &DialectSession) -> Option<&RoomsSession> {
         match session {
             DialectSession::Rooms(r) | DialectSession::Shared(r) => Some(r),
-            DialectSession::Echo => None,
+            DialectSession::Cloudlink(_) | DialectSession::Echo => None,
         }
     }
 
     fn rooms_mut(session: &mut DialectSession) -> Option<&mut RoomsSession> {
         match session {
             DialectSession::Rooms(r) | DialectSession::Shared(r) => Some(r),
-            DialectSession::Echo => None,
+            DialectSession::Cloudlink(_) | DialectSession::Echo => None,
         }
     }
 
@@ -245,6 +289,26 @@ impl rooms::Host for Dialects {
 
     fn timer(timer: rooms::Timer) -> DialectTimer {
         DialectTimer::Rooms(timer)
+    }
+}
+
+impl cloudlink::Host for Dialects {
+    fn cloudlink(session: &DialectSession) -> Option<&ClSession> {
+        match session {
+            DialectSession::Cloudlink(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn cloudlink_mut(session: &mut DialectSession) -> Option<&mut ClSession> {
+        match session {
+            DialectSession::Cloudlink(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn mesh(msg: cloudlink::Mesh) -> DialectMesh {
+        DialectMesh::Cloudlink(msg)
     }
 }
 
@@ -266,10 +330,11 @@ mod tests {
         assert_eq!(offset, 8);
     }
 
-    fn upgrade(path: &str) -> Upgrade<'_> {
+    fn upgrade(target: &str) -> Upgrade<'_> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
         Upgrade {
             path,
-            query: "",
+            query,
             origin: None,
             peer: None,
         }
@@ -278,24 +343,46 @@ mod tests {
     #[test]
     fn each_path_reaches_its_dialect_and_an_unknown_one_is_404() {
         let mut cfg = Config::default();
-        let mut d = Dialects::new(ShardId(0), 1, &Arc::new(cfg.clone()));
-        let route = |d: &mut Dialects, p| d.route(&upgrade(p)).map(|r| r.route);
-        assert_eq!(route(&mut d, "/rooms"), Ok(Route::Rooms));
-        assert_eq!(route(&mut d, "/"), Ok(Route::Shared));
+        let mut core = Shard::alone(cfg.clone());
+        let mut route = |p| core.route(&upgrade(p), 1).map(|r| r.route);
+        assert_eq!(route("/rooms"), Ok(Route::Rooms));
+        assert_eq!(route("/"), Ok(Route::Shared));
         assert_eq!(
-            route(&mut d, "/echo"),
+            route("/?x=1"),
+            Ok(Route::Shared),
+            "only a ugi query makes / cloudlink"
+        );
+        assert_eq!(
+            route("/echo"),
             Err(HttpRefusal::NOT_FOUND),
             "off by default"
         );
-        assert_eq!(route(&mut d, "/nope"), Err(HttpRefusal::NOT_FOUND));
-        assert_eq!(route(&mut d, "/rooms/"), Err(HttpRefusal::NOT_FOUND));
+        assert_eq!(route("/nope"), Err(HttpRefusal::NOT_FOUND));
+        assert_eq!(route("/rooms/"), Err(HttpRefusal::NOT_FOUND));
+        for target in ["/cl5?ugi=g1", "/?ugi=g1&token=t"] {
+            match route(target) {
+                Ok(Route::Cloudlink(s)) => {
+                    assert_eq!(&*s.ugi, "g1");
+                    assert!(s.instance_id.ends_with("_g1") && s.instance_id.len() == 29);
+                }
+                other => panic!("{target}: {other:?}"),
+            }
+        }
+        assert_eq!(route("/cl5").map_err(|r| r.status), Err(400), "no ugi");
+        assert_eq!(
+            route("/?ugi=").map_err(|r| r.status),
+            Err(400),
+            "an empty ugi is cloudlink's"
+        );
         cfg.echo.enabled = true;
         cfg.echo.message_bytes_max = 1 << 20;
-        let mut d = Dialects::new(ShardId(0), 1, &Arc::new(cfg.clone()));
-        let echo = d.route(&upgrade("/echo")).unwrap();
+        let mut core = Shard::alone(cfg.clone());
+        let echo = core.route(&upgrade("/echo"), 1).unwrap();
         assert_eq!(echo.route, Route::Echo);
         assert_eq!(echo.message_bytes_max, 1 << 20);
-        let rooms = d.route(&upgrade("/rooms")).unwrap();
+        let rooms = core.route(&upgrade("/rooms"), 1).unwrap();
         assert_eq!(rooms.message_bytes_max, cfg.limits.declared_bytes_max());
+        let cl5 = core.route(&upgrade("/cl5?ugi=g"), 1).unwrap();
+        assert_eq!(cl5.message_bytes_max, cfg.limits.frame_bytes_max);
     }
 }

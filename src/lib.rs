@@ -28,6 +28,7 @@
 //! - [`dialects`]: the set huddle runs — its routes and the dispatch to each dialect.
 //! - [`rooms`]: rooms, state sync, matchmaking, resume (handshake, membership, relay,
 //!   sync, matchmaking, resume; room logic, state ops and checksums, tokens).
+//! - [`cloudlink`]: CloudLink 5 lobbies and signaling, and its server relay.
 //! - [`echo`]: every message back unchanged, at `/echo` when enabled.
 //!
 //! Shared by both: [`codec`] (both wire codecs into one value tree, the frame writer,
@@ -56,6 +57,7 @@
 //! assert_eq!(got[0]["p"]["from"], hello["client_id"]);
 //! ```
 #![deny(unsafe_code)]
+pub mod cloudlink;
 pub mod codec;
 pub mod config;
 pub mod core;

@@ -70,6 +70,7 @@ impl Server {
         let unix_base_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
+        let shared = Arc::new(D::shared(&cfg));
         let cores: Vec<ShardCore<D>> = (0..shards)
             .map(|i| {
                 let id = ShardId(i as u16);
@@ -80,7 +81,7 @@ impl Server {
                 } else {
                     shard_seed(cfg.seed, id)
                 };
-                ShardCore::build(id, shards, cfg.clone(), seed, unix_base_ms)
+                ShardCore::build(id, shards, cfg.clone(), &shared, seed, unix_base_ms)
             })
             .collect();
         let metrics: Arc<Vec<Arc<ShardMetrics>>> =

@@ -147,6 +147,21 @@ impl<'b> Writer<'b> {
         self
     }
 
+    /// A signed integer (smallest MessagePack form).
+    pub fn i64(&mut self, n: i64) -> &mut Self {
+        self.sep();
+        match self.codec {
+            Codec::Json => {
+                self.buf
+                    .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            }
+            Codec::Msgpack => {
+                let _ = rmp::encode::write_sint(self.buf, n);
+            }
+        }
+        self
+    }
+
     /// A boolean.
     pub fn bool(&mut self, b: bool) -> &mut Self {
         self.sep();
@@ -363,6 +378,23 @@ mod tests {
             parsed,
             serde_json::json!({"v":1,"t":"room.message","p":{"type":"chat","data":{"x":[1,-2,3.5,"q\"uote"],"y":null},"seq":300}})
         );
+    }
+
+    #[test]
+    fn signed_integers_in_both_codecs() {
+        for n in [-1i64, 0, 7, -129, i64::MIN, i64::MAX] {
+            for codec in [Codec::Json, Codec::Msgpack] {
+                let mut buf = Vec::new();
+                let mut w = Writer::new(codec, &mut buf);
+                w.array(1).i64(n).end_array();
+                let f = w.finish();
+                let mut payload = frame::parse(&f).unwrap().1.to_vec();
+                let tree = Decoder::default()
+                    .decode(codec, &mut payload)
+                    .map(|v| crate::codec::to_json(&v));
+                assert_eq!(tree.unwrap(), serde_json::json!([n]), "{codec:?}");
+            }
+        }
     }
 
     #[test]

@@ -34,16 +34,27 @@ pub trait Dialect: Sized + Send + 'static {
     type Timer: Send + 'static;
     /// What an upgrade's path and query selected, handed to [`Dialect::handle_open`].
     type Route: 'static;
+    /// What every shard's instance shares, built once per server (server-wide per-address
+    /// limits, say); lock-free or read-only, never on the way of a message.
+    type Shared: Send + Sync + 'static;
+
+    /// The shared part, once per server.
+    fn shared(cfg: &Arc<Config>) -> Self::Shared;
 
     /// The dialect state of one shard.
-    fn new(shard: ShardId, shards: usize, cfg: &Arc<Config>) -> Self;
+    fn new(shard: ShardId, shards: usize, cfg: &Arc<Config>, shared: &Arc<Self::Shared>) -> Self;
 
     /// Counters the dialects keep, for `/metrics` beside the engine's.
     fn metrics(&self) -> Vec<Arc<dyn DialectMetrics>>;
 
     /// Picks the dialect of a WebSocket upgrade (its path, query, headers, peer). A
     /// refusal is answered with its HTTP status and the connection closed.
-    fn route(&mut self, upgrade: &Upgrade<'_>) -> Result<Routed<Self::Route>, HttpRefusal>;
+    fn route(
+        &mut self,
+        eng: &mut Engine<Self>,
+        upgrade: &Upgrade<'_>,
+        now: u64,
+    ) -> Result<Routed<Self::Route>, HttpRefusal>;
 
     /// The state a session opened on `route` starts with.
     fn session(route: &Self::Route) -> Self::Session;

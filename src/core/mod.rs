@@ -8,6 +8,7 @@
 pub mod bucket;
 pub mod dialect;
 pub mod engine;
+pub mod iprate;
 pub mod keys;
 pub mod outbound;
 pub mod session;
@@ -87,17 +88,28 @@ impl<D: Dialect> ShardCore<D> {
         }
     }
 
-    /// A shard core with its dialects built for it and its counters created.
+    /// A shard core with its dialects built for it (`shared` is [`Dialect::shared`], once
+    /// per server) and its counters created.
     pub fn build(
         id: ShardId,
         shards: usize,
         cfg: Arc<Config>,
+        shared: &Arc<D::Shared>,
         seed: [u8; 32],
         unix_base_ms: u64,
     ) -> Self {
-        let dialect = D::new(id, shards, &cfg);
+        let dialect = D::new(id, shards, &cfg, shared);
         let metrics = Arc::new(ShardMetrics::new(dialect.metrics()));
         ShardCore::new(id, shards, cfg, metrics, dialect, seed, unix_base_ms)
+    }
+
+    /// A lone shard (shard 0 of 1) on `cfg`, its RNG seeded from `cfg.seed` (1 when it is
+    /// 0), at unix time 1,700,000,000,000 ms: for tests and benches that drive one core.
+    pub fn alone(cfg: Config) -> Self {
+        let cfg = Arc::new(cfg);
+        let shared = Arc::new(D::shared(&cfg));
+        let seed = shard_seed(cfg.seed.max(1), ShardId(0));
+        ShardCore::build(ShardId(0), 1, cfg, &shared, seed, 1_700_000_000_000)
     }
 
     /// This shard.
@@ -116,8 +128,12 @@ impl<D: Dialect> ShardCore<D> {
     }
 
     /// Picks the dialect of a WebSocket upgrade.
-    pub fn route(&mut self, upgrade: &Upgrade<'_>) -> Result<Routed<D::Route>, HttpRefusal> {
-        self.dialect.route(upgrade)
+    pub fn route(
+        &mut self,
+        upgrade: &Upgrade<'_>,
+        now: u64,
+    ) -> Result<Routed<D::Route>, HttpRefusal> {
+        self.dialect.route(&mut self.engine, upgrade, now)
     }
 
     /// A new connection finished its WebSocket upgrade on `route`.

@@ -30,8 +30,11 @@ impl Dialect for Toy {
     type Mesh = String;
     type Timer = (SessionKey, &'static str);
     type Route = bool;
+    type Shared = ();
 
-    fn new(_: ShardId, _: usize, _: &Arc<Config>) -> Self {
+    fn shared(_: &Arc<Config>) {}
+
+    fn new(_: ShardId, _: usize, _: &Arc<Config>, _: &Arc<()>) -> Self {
         Toy::default()
     }
 
@@ -39,7 +42,12 @@ impl Dialect for Toy {
         Vec::new()
     }
 
-    fn route(&mut self, upgrade: &Upgrade<'_>) -> Result<Routed<bool>, HttpRefusal> {
+    fn route(
+        &mut self,
+        _: &mut Engine<Self>,
+        upgrade: &Upgrade<'_>,
+        _: u64,
+    ) -> Result<Routed<bool>, HttpRefusal> {
         match upgrade.path {
             "/toy" => Ok(Routed {
                 route: upgrade.param("park").is_some(),
@@ -143,7 +151,14 @@ impl Dialect for Toy {
 
 fn toy_core(shards: usize) -> ShardCore<Toy> {
     let cfg = Arc::new(Config::default());
-    ShardCore::build(ShardId(0), shards, cfg, shard_seed(1, ShardId(0)), 0)
+    ShardCore::build(
+        ShardId(0),
+        shards,
+        cfg,
+        &Arc::new(()),
+        shard_seed(1, ShardId(0)),
+        0,
+    )
 }
 
 fn say(core: &mut ShardCore<Toy>, key: SessionKey, text: &str, now: u64) {
@@ -179,14 +194,13 @@ fn the_engine_runs_a_dialect_of_its_own_and_each_close_is_heard_once() {
         origin: None,
         peer: None,
     };
-    let routed = core.route(&up).unwrap();
+    let routed = core.route(&up, 1).unwrap();
     assert_eq!(routed.message_bytes_max, 1024);
-    assert!(core
-        .route(&Upgrade {
-            path: "/rooms",
-            ..up
-        })
-        .is_err());
+    let rooms = Upgrade {
+        path: "/rooms",
+        ..up
+    };
+    assert!(core.route(&rooms, 1).is_err());
     let key = core.handle_open(7, routed.route, 1);
     say(&mut core, key, "hi", 2);
     assert_eq!(written(&mut core, key), vec![(0x1, b"HI".to_vec())]);
@@ -381,8 +395,8 @@ fn a_turn_runs_mesh_reads_timers_end_of_turn_then_moves_posts_and_writes() {
     let moved = driver.moved.pop().unwrap();
     assert!(moved.session.moving, "it left while its reads were held");
     let cfg = Arc::new(Config::default());
-    let mut other: ShardCore<Toy> =
-        ShardCore::build(ShardId(1), 2, cfg, shard_seed(1, ShardId(1)), 0);
+    let seed = shard_seed(1, ShardId(1));
+    let mut other: ShardCore<Toy> = ShardCore::build(ShardId(1), 2, cfg, &Arc::new(()), seed, 0);
     let key = other.handle_adopt(moved.session, moved.from, 9, 2);
     let s = other.session(key).unwrap();
     assert!(!s.reads_held() && s.transport == 9);

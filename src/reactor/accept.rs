@@ -141,7 +141,7 @@ impl<D: Dialect> Reactor<D> {
                     peer,
                 };
                 let routed = core
-                    .route(&head)
+                    .route(&head, now)
                     .map_err(|r| http::reply(r.status, r.reason, "text/plain", r.body.as_bytes()));
                 let accepted = routed.and_then(|routed| Ok((routed, http::accept(&request)?)));
                 match accepted {

@@ -4,6 +4,7 @@
 //! clients that see decoded frames. Generic over the dialect set; [`Sim`] runs huddle's,
 //! with the rooms dialect's helpers in `rooms`.
 
+mod cloudlink;
 mod rooms;
 
 use std::collections::{HashMap, VecDeque};
@@ -67,16 +68,12 @@ impl<D: Dialect> SimServer<D> {
     pub fn new(shards: usize, cfg: Config) -> Self {
         let cfg = Arc::new(cfg);
         let seed = cfg.seed.max(1);
+        let shared = Arc::new(D::shared(&cfg));
         let cores = (0..shards)
             .map(|i| {
                 let id = ShardId(i as u16);
-                ShardCore::build(
-                    id,
-                    shards,
-                    cfg.clone(),
-                    shard_seed(seed, id),
-                    1_700_000_000_000,
-                )
+                let seed = shard_seed(seed, id);
+                ShardCore::build(id, shards, cfg.clone(), &shared, seed, 1_700_000_000_000)
             })
             .collect();
         SimServer {
@@ -92,6 +89,29 @@ impl<D: Dialect> SimServer<D> {
     /// [`SimServer::send`] encodes what it sends.
     pub fn open(&mut self, shard: usize, route: D::Route, codec: Codec) -> ClientId {
         self.open_with(shard, route, codec, false)
+    }
+
+    /// A client upgrades to `target` (path and query) on `shard`, from `peer` with `origin`:
+    /// routed as the reactor routes it, then connected — or the HTTP status that refused it.
+    pub fn upgrade(
+        &mut self,
+        shard: usize,
+        target: &str,
+        origin: Option<&str>,
+        peer: Option<std::net::IpAddr>,
+        codec: Codec,
+    ) -> Result<ClientId, u16> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let upgrade = crate::core::Upgrade {
+            path,
+            query,
+            origin,
+            peer,
+        };
+        let routed = self.cores[shard].route(&upgrade, self.now);
+        self.run();
+        let routed = routed.map_err(|r| r.status)?;
+        Ok(self.open(shard, routed.route, codec))
     }
 
     /// A client that receives every data frame as it came: [`Received::Text`] or

@@ -6,12 +6,11 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::IoSlice;
-use std::sync::Arc;
 
 use huddle::codec::{Codec, Decoder};
 use huddle::config::Config;
 use huddle::core::outbound::IOVECS_MAX;
-use huddle::core::{shard_seed, Message, SessionKey, ShardId};
+use huddle::core::{Message, SessionKey};
 use huddle::dialects::{Route, Shard};
 use huddle::rooms::decode::tape_message;
 use huddle::sim::encode_as;
@@ -65,7 +64,7 @@ impl Room {
         let mut cfg = Config::default();
         cfg.limits.msgs_per_s = 1_000_000;
         cfg.limits.msgs_burst = 1_000_000;
-        let mut core = Shard::build(ShardId(0), 1, Arc::new(cfg), shard_seed(1, ShardId(0)), 0);
+        let mut core = Shard::alone(cfg);
         let mut members = Vec::new();
         for i in 0..size {
             let codec = codecs[i % codecs.len()];

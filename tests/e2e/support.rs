@@ -853,3 +853,164 @@ impl Client {
         self.ws.flush().expect("flush");
     }
 }
+
+/// A CloudLink 5 signaling client over a blocking socket.
+pub struct Cl5 {
+    /// The WebSocket.
+    pub ws: WebSocket<TcpStream>,
+    /// Frames read but not yet asked for, in order: (opcode, payload).
+    pending: std::collections::VecDeque<(String, Value)>,
+}
+
+/// The HTTP status that refused an upgrade, or the upgraded socket.
+pub fn ws_upgrade(
+    addr: SocketAddr,
+    target: &str,
+    origin: Option<&str>,
+) -> Result<WebSocket<TcpStream>, u16> {
+    use tungstenite::client::IntoClientRequest;
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut request = format!("ws://{addr}{target}")
+        .into_client_request()
+        .unwrap();
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().unwrap());
+    }
+    match tungstenite::client::client(request, stream) {
+        Ok((ws, _)) => Ok(ws),
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r))) => {
+            Err(r.status().as_u16())
+        }
+        Err(e) => panic!("{target}: no HTTP answer to the upgrade: {e}"),
+    }
+}
+
+impl Cl5 {
+    /// A client of game `ugi` on `/cl5`.
+    pub fn connect(addr: SocketAddr, ugi: &str) -> Cl5 {
+        Cl5::over(ws_upgrade(addr, &format!("/cl5?ugi={ugi}"), None).expect("upgrade"))
+    }
+
+    /// A client over an upgraded socket.
+    pub fn over(ws: WebSocket<TcpStream>) -> Cl5 {
+        Cl5 {
+            ws,
+            pending: Default::default(),
+        }
+    }
+
+    /// A client of `ugi` that sent `INIT` as `username`; its `INIT_OK` payload.
+    pub fn init(addr: SocketAddr, ugi: &str, username: &str) -> (Cl5, Value) {
+        let mut c = Cl5::connect(addr, ugi);
+        c.send("INIT", json!({ "username": username }));
+        let ok = c.expect("INIT_OK");
+        (c, ok)
+    }
+
+    /// Sends `{"opcode": opcode, "payload": payload}` (no payload when `null`).
+    pub fn send(&mut self, opcode: &str, payload: Value) {
+        let frame = if payload.is_null() {
+            json!({ "opcode": opcode })
+        } else {
+            json!({ "opcode": opcode, "payload": payload })
+        };
+        self.send_raw(frame);
+    }
+
+    /// Sends a JSON value as one text frame.
+    pub fn send_raw(&mut self, frame: Value) {
+        self.ws
+            .send(Message::text(frame.to_string()))
+            .expect("send");
+    }
+
+    /// The next frame (opcode, payload); a close frame is `("close", code)`.
+    pub fn next(&mut self) -> (String, Value) {
+        if let Some(f) = self.pending.pop_front() {
+            return f;
+        }
+        loop {
+            match read1(&mut self.ws) {
+                Read1::Data(m) => {
+                    let op = m.v["opcode"].as_str().unwrap_or("").to_string();
+                    return (op, m.v.get("payload").cloned().unwrap_or(Value::Null));
+                }
+                Read1::Ping => continue,
+                Read1::Close(code) => return ("close".into(), json!(code)),
+                Read1::Timeout => panic!("no frame within {WAIT:?}"),
+                Read1::Gone(e) => return ("gone".into(), json!(e)),
+            }
+        }
+    }
+
+    /// The whole next frame as it came (for the relay's extra fields).
+    pub fn next_raw(&mut self) -> Value {
+        assert!(
+            self.pending.is_empty(),
+            "frames already read: {:?}",
+            self.pending
+        );
+        loop {
+            match read1(&mut self.ws) {
+                Read1::Data(m) => return m.v,
+                Read1::Ping => continue,
+                other => panic!("no frame: {}", matches!(other, Read1::Timeout)),
+            }
+        }
+    }
+
+    /// The payload of the next frame with this opcode (frames before it stay queued).
+    pub fn expect(&mut self, opcode: &str) -> Value {
+        if let Some(i) = self.pending.iter().position(|(op, _)| op == opcode) {
+            return self.pending.remove(i).expect("found").1;
+        }
+        loop {
+            let (op, payload) = self.next_unqueued();
+            if op == opcode {
+                return payload;
+            }
+            assert!(
+                op != "close" && op != "gone",
+                "closed before {opcode}: {payload}"
+            );
+            self.pending.push_back((op, payload));
+        }
+    }
+
+    fn next_unqueued(&mut self) -> (String, Value) {
+        let queued = std::mem::take(&mut self.pending);
+        let f = self.next();
+        self.pending = queued;
+        f
+    }
+
+    /// Every frame that arrives within `d` (and those already read).
+    pub fn drain(&mut self, d: Duration) -> Vec<(String, Value)> {
+        let mut frames: Vec<_> = self.pending.drain(..).collect();
+        let deadline = Instant::now() + d;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return frames;
+            }
+            self.ws.get_mut().set_read_timeout(Some(left)).unwrap();
+            match read1(&mut self.ws) {
+                Read1::Data(m) => frames.push((
+                    m.v["opcode"].as_str().unwrap_or("").to_string(),
+                    m.v.get("payload").cloned().unwrap_or(Value::Null),
+                )),
+                Read1::Ping => {}
+                Read1::Close(code) => frames.push(("close".into(), json!(code))),
+                Read1::Timeout => {
+                    self.ws.get_mut().set_read_timeout(Some(WAIT)).unwrap();
+                    return frames;
+                }
+                Read1::Gone(_) => return frames,
+            }
+        }
+    }
+}

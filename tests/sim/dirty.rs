@@ -2,11 +2,9 @@
 //! write is listed once, stays listed (frames queued meanwhile ride along) until the
 //! writer takes it, and is listed again by its next frame after that.
 
-use std::sync::Arc;
-
 use huddle::codec::Codec;
 use huddle::config::Config;
-use huddle::core::{shard_seed, Message, SessionKey, ShardId};
+use huddle::core::{Message, SessionKey};
 use huddle::dialects::{Route, Shard};
 use huddle::sim::encode_as;
 use serde_json::json;
@@ -22,8 +20,7 @@ fn input(core: &mut Shard, key: SessionKey, mut bytes: Vec<u8>, now: u64) {
 
 /// A shard core with `n` handshaken JSON sessions in room `r`, every queue emptied.
 fn room(n: usize) -> (Shard, Vec<SessionKey>) {
-    let cfg = Arc::new(Config::default());
-    let mut core = Shard::build(ShardId(0), 1, cfg, shard_seed(1, ShardId(0)), 0);
+    let mut core = Shard::alone(Config::default());
     let mut keys = Vec::new();
     for i in 0..n {
         let key = core.handle_open(i, Route::Rooms, 1);

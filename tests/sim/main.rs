@@ -2,6 +2,7 @@
 //! `huddle::sim` (the same turn as the reactor), a virtual clock, seeded RNGs. One test
 //! per protocol rule, named after it.
 
+mod cloudlink;
 mod dirty;
 mod matchmaking;
 mod resume;
