@@ -49,7 +49,9 @@ impl Room {
         let hello = json!({"v": 1, "codecs": ["json"], "project_id": "demo", "token": ""});
         let join = json!({"v": 1, "t": "room.join_or_create", "rid": "j", "room": "arena", "p": {"room_type": "echo_room"}});
         for transport in 0..n {
-            let key = room.core.handle_open(transport, Route::Rooms, room.now);
+            let key = room
+                .core
+                .handle_open(transport, Route::Rooms, b"", room.now);
             room.members.push(key);
             room.input(key, &mut encode_as(Codec::Json, &hello));
             room.input(key, &mut encode_as(Codec::Json, &join));

@@ -223,6 +223,13 @@ pub struct CloudlinkConfig {
     pub conns_per_ip_per_min: u32,
     /// Largest `max_players` a lobby may have (-1, unlimited, is always allowed).
     pub max_players_cap: u32,
+    /// Where the PeerJS broker lives: `<prefix>peerjs` (and `<prefix>peerjs/peerjs`) for
+    /// its WebSocket, `<prefix><key>/id` and `/peers` over HTTP. Starts and ends with `/`.
+    pub peerjs_prefix: String,
+    /// The key PeerJS clients give (`?key=`); another key gets `Invalid key provided`.
+    pub peerjs_key: String,
+    /// Serve `GET <prefix><key>/peers` (every connected id); off: 401.
+    pub peerjs_discovery: bool,
 }
 
 impl Default for CloudlinkConfig {
@@ -234,6 +241,9 @@ impl Default for CloudlinkConfig {
             require_origin: false,
             conns_per_ip_per_min: 120,
             max_players_cap: 256,
+            peerjs_prefix: "/".into(),
+            peerjs_key: "peerjs".into(),
+            peerjs_discovery: false,
         }
     }
 }
@@ -309,6 +319,17 @@ impl Config {
         if cl.max_players_cap == 0 || cl.max_players_cap > i32::MAX as u32 {
             return Err(ConfigError::Invalid(
                 "cloudlink.max_players_cap must be in 1..=2147483647".into(),
+            ));
+        }
+        let prefix = &cl.peerjs_prefix;
+        if !prefix.starts_with('/') || !prefix.ends_with('/') || prefix.contains(['?', '#']) {
+            return Err(ConfigError::Invalid(format!(
+                "cloudlink.peerjs_prefix {prefix:?} must start and end with '/' (\"/\", \"/signal/\")"
+            )));
+        }
+        if cl.peerjs_key.is_empty() || cl.peerjs_key.contains(['/', '?', '#', '&']) {
+            return Err(ConfigError::Invalid(
+                "cloudlink.peerjs_key must be non-empty, without '/', '?', '#' or '&'".into(),
             ));
         }
         if self.auth.mode == AuthMode::Required && self.auth.secrets.is_empty() {
@@ -414,6 +435,21 @@ types = ["echo_room"]
         assert!(Config::parse("[cloudlink]\nauth = \"cookie\"").is_err());
         let c = Config::parse("[cloudlink]\nmax_players_cap = 0").unwrap();
         assert!(c.validate().is_err());
+        let c = Config::default().cloudlink;
+        assert_eq!(
+            (c.peerjs_prefix.as_str(), c.peerjs_key.as_str()),
+            ("/", "peerjs")
+        );
+        assert!(!c.peerjs_discovery);
+        for bad in ["signal/", "/signal", "", "/a?b/"] {
+            let text = format!("[cloudlink]\npeerjs_prefix = {bad:?}");
+            let err = Config::parse(&text).unwrap().validate().unwrap_err();
+            assert!(err.to_string().contains("peerjs_prefix"), "{bad}: {err}");
+        }
+        let c = Config::parse("[cloudlink]\npeerjs_prefix = \"/signal/\"").unwrap();
+        c.validate().unwrap();
+        let c = Config::parse("[cloudlink]\npeerjs_key = \"a/b\"").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("peerjs_key"));
     }
 
     #[test]

@@ -7,21 +7,26 @@
 //! |---|---|
 //! | `/rooms` | rooms |
 //! | `/cl5`, and `/` with a `ugi` query | cloudlink |
+//! | `<peerjs_prefix>peerjs`, `<peerjs_prefix>peerjs/peerjs` | cloudlink's PeerJS broker |
 //! | `/` without `ugi` | shared: the first message decides (today every first message is the rooms handshake) |
 //! | `/echo` | echo, when `[echo] enabled = true` |
 //! | anything else | HTTP 404 |
+//!
+//! Plain HTTP `GET`s the engine does not serve (`/healthz`, `/metrics`) go to the dialects
+//! too: cloudlink answers the broker's `<prefix><key>/id` and `/peers`.
 //!
 //! Adding a dialect: a module with its hooks, a variant in each enum here, its paths in
 //! [`Dialects::route`] — nothing in the engine changes.
 
 use std::sync::Arc;
 
+use crate::cloudlink::peerjs::{PeerRoute, PeerSession};
 use crate::cloudlink::{self, ClSession, ClShared, Cloudlink, Signaling};
 use crate::codec::Frame;
 use crate::config::Config;
 use crate::core::{
-    AfterClose, CloseReason, Dialect, Engine, HttpRefusal, Message, Routed, SessionAt, SessionKey,
-    ShardId, Upgrade,
+    AfterClose, CloseReason, Dialect, Engine, HttpGet, HttpRefusal, HttpReply, Message, Routed,
+    SessionAt, SessionKey, ShardId, Upgrade,
 };
 use crate::echo::Echo;
 use crate::metrics::DialectMetrics;
@@ -50,6 +55,8 @@ pub enum DialectSession {
     Rooms(RoomsSession),
     /// The cloudlink dialect.
     Cloudlink(ClSession),
+    /// The cloudlink dialect's PeerJS broker.
+    Peerjs(PeerSession),
     /// The echo dialect.
     Echo,
 }
@@ -66,6 +73,8 @@ pub enum DialectMesh {
 pub enum DialectTimer {
     /// The rooms dialect's.
     Rooms(rooms::Timer),
+    /// The cloudlink dialect's.
+    Cloudlink(cloudlink::Timer),
 }
 
 /// What an upgrade's path selected.
@@ -77,6 +86,8 @@ pub enum Route {
     Shared,
     /// `/cl5`, or `/` with `ugi`.
     Cloudlink(Signaling),
+    /// The PeerJS broker's socket.
+    Peerjs(PeerRoute),
     /// `/echo`.
     Echo,
 }
@@ -92,7 +103,7 @@ enum Kind {
 fn kind_of<D: Dialect<Session = DialectSession>>(eng: &Engine<D>, key: SessionKey) -> Option<Kind> {
     Some(match eng.session(key)?.dialect {
         DialectSession::Shared(_) | DialectSession::Rooms(_) => Kind::Rooms,
-        DialectSession::Cloudlink(_) => Kind::Cloudlink,
+        DialectSession::Cloudlink(_) | DialectSession::Peerjs(_) => Kind::Cloudlink,
         DialectSession::Echo => Kind::Echo,
     })
 }
@@ -145,6 +156,12 @@ impl Dialect for Dialects {
             route,
             message_bytes_max: self.rooms_message_bytes_max,
         };
+        if self.cloudlink.is_broker_path(upgrade.path) {
+            return Ok(Routed {
+                route: Route::Peerjs(cloudlink::peerjs::route(upgrade)),
+                message_bytes_max: self.cloudlink_message_bytes_max,
+            });
+        }
         let cloudlink =
             upgrade.path == "/cl5" || (upgrade.path == "/" && upgrade.param("ugi").is_some());
         if cloudlink {
@@ -165,11 +182,21 @@ impl Dialect for Dialects {
         }
     }
 
+    fn http_get(
+        &mut self,
+        eng: &mut Engine<Self>,
+        get: &HttpGet<'_>,
+        _now: u64,
+    ) -> Option<HttpReply> {
+        self.cloudlink.http_get(eng, get)
+    }
+
     fn session(route: &Route) -> DialectSession {
         match route {
             Route::Rooms => DialectSession::Rooms(RoomsSession::new()),
             Route::Shared => DialectSession::Shared(RoomsSession::new()),
             Route::Cloudlink(signaling) => DialectSession::Cloudlink(Cloudlink::session(signaling)),
+            Route::Peerjs(peer) => DialectSession::Peerjs(Cloudlink::peer_session(peer)),
             Route::Echo => DialectSession::Echo,
         }
     }
@@ -177,7 +204,7 @@ impl Dialect for Dialects {
     fn handle_open(&mut self, eng: &mut Engine<Self>, key: SessionKey, route: Route, now: u64) {
         match route {
             Route::Rooms | Route::Shared => self.rooms.handle_open(eng, key, now),
-            Route::Cloudlink(_) => self.cloudlink.handle_open(eng, key),
+            Route::Cloudlink(_) | Route::Peerjs(_) => self.cloudlink.handle_open(eng, key),
             Route::Echo => {}
         }
     }
@@ -194,7 +221,9 @@ impl Dialect for Dialects {
         };
         match session.dialect {
             DialectSession::Rooms(_) => self.rooms.handle_message(eng, key, message, now),
-            DialectSession::Cloudlink(_) => self.cloudlink.handle_message(eng, key, message, now),
+            DialectSession::Cloudlink(_) | DialectSession::Peerjs(_) => {
+                self.cloudlink.handle_message(eng, key, message, now)
+            }
             DialectSession::Echo => Echo::handle_message(eng, key, message),
             DialectSession::Shared(_) => {
                 Self::settle_shared(eng, key);
@@ -225,9 +254,10 @@ impl Dialect for Dialects {
         }
     }
 
-    fn handle_timer(&mut self, eng: &mut Engine<Self>, timer: DialectTimer, _now: u64) {
+    fn handle_timer(&mut self, eng: &mut Engine<Self>, timer: DialectTimer, now: u64) {
         match timer {
             DialectTimer::Rooms(t) => self.rooms.handle_timer(eng, t),
+            DialectTimer::Cloudlink(t) => self.cloudlink.handle_timer(eng, t, now),
         }
     }
 
@@ -238,7 +268,7 @@ impl Dialect for Dialects {
     fn handle_mesh(&mut self, eng: &mut Engine<Self>, from: ShardId, msg: DialectMesh, now: u64) {
         match msg {
             DialectMesh::Rooms(m) => self.rooms.handle_mesh(eng, from, m, now),
-            DialectMesh::Cloudlink(m) => self.cloudlink.handle_mesh(eng, from, m),
+            DialectMesh::Cloudlink(m) => self.cloudlink.handle_mesh(eng, from, m, now),
         }
     }
 
@@ -272,14 +302,14 @@ impl rooms::Host for Dialects {
     fn rooms(session: &DialectSession) -> Option<&RoomsSession> {
         match session {
             DialectSession::Rooms(r) | DialectSession::Shared(r) => Some(r),
-            DialectSession::Cloudlink(_) | DialectSession::Echo => None,
+            _ => None,
         }
     }
 
     fn rooms_mut(session: &mut DialectSession) -> Option<&mut RoomsSession> {
         match session {
             DialectSession::Rooms(r) | DialectSession::Shared(r) => Some(r),
-            DialectSession::Cloudlink(_) | DialectSession::Echo => None,
+            _ => None,
         }
     }
 
@@ -307,8 +337,26 @@ impl cloudlink::Host for Dialects {
         }
     }
 
+    fn peerjs(session: &DialectSession) -> Option<&PeerSession> {
+        match session {
+            DialectSession::Peerjs(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    fn peerjs_mut(session: &mut DialectSession) -> Option<&mut PeerSession> {
+        match session {
+            DialectSession::Peerjs(p) => Some(p),
+            _ => None,
+        }
+    }
+
     fn mesh(msg: cloudlink::Mesh) -> DialectMesh {
         DialectMesh::Cloudlink(msg)
+    }
+
+    fn timer(timer: cloudlink::Timer) -> DialectTimer {
+        DialectTimer::Cloudlink(timer)
     }
 }
 
@@ -368,6 +416,12 @@ mod tests {
                 other => panic!("{target}: {other:?}"),
             }
         }
+        match route("/peerjs?key=peerjs&id=a&token=t") {
+            Ok(Route::Peerjs(p)) => assert_eq!(p.id.as_deref(), Some("a")),
+            other => panic!("the broker: {other:?}"),
+        }
+        assert!(matches!(route("/peerjs/peerjs"), Ok(Route::Peerjs(_))));
+        assert_eq!(route("/peerjs/x"), Err(HttpRefusal::NOT_FOUND));
         assert_eq!(route("/cl5").map_err(|r| r.status), Err(400), "no ugi");
         assert_eq!(
             route("/?ugi=").map_err(|r| r.status),

@@ -26,6 +26,13 @@ pub enum Request {
     },
     /// A plain HTTP answer, then close.
     Reply(Vec<u8>),
+    /// A plain `GET` of a path the engine does not serve: the dialects may (else 404).
+    Get {
+        /// The request path, without the query.
+        path: String,
+        /// The query, without `?`.
+        query: String,
+    },
 }
 
 /// Parses a request head. `Ok(None)`: incomplete, read more.
@@ -52,11 +59,19 @@ pub fn parse(buf: &[u8], metrics: impl FnOnce() -> String) -> Result<Option<Requ
             && String::from_utf8_lossy(h.value).eq_ignore_ascii_case("websocket")
     });
     if !is_upgrade {
-        return Ok(Some(Request::Reply(match path {
-            "/healthz" => reply(200, "OK", "text/plain", b"ok\n"),
-            "/metrics" => reply(200, "OK", "text/plain; version=0.0.4", metrics().as_bytes()),
-            _ => reply(404, "Not Found", "text/plain", b"not found\n"),
-        })));
+        return Ok(Some(match path {
+            "/healthz" => Request::Reply(reply(200, "OK", "text/plain", b"ok\n")),
+            "/metrics" => Request::Reply(reply(
+                200,
+                "OK",
+                "text/plain; version=0.0.4",
+                metrics().as_bytes(),
+            )),
+            _ => Request::Get {
+                path: path.to_string(),
+                query: query.to_string(),
+            },
+        }));
     }
     let origin = req
         .headers
@@ -108,13 +123,33 @@ pub fn accept(request: &http::Request<()>) -> Result<Vec<u8>, Vec<u8>> {
     Ok(out)
 }
 
+/// The 404 of a path nobody serves.
+pub fn not_found() -> Vec<u8> {
+    reply(404, "Not Found", "text/plain", b"not found\n")
+}
+
 /// A complete `Connection: close` response.
 pub fn reply(status: u16, text: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {status} {text}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+    reply_with(status, text, content_type, &[], body)
+}
+
+/// A complete `Connection: close` response with more headers.
+pub fn reply_with(
+    status: u16,
+    text: &str,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status} {text}\r\nContent-Type: {content_type}\r\n");
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
-    )
-    .into_bytes();
+    ));
+    let mut out = out.into_bytes();
     out.extend_from_slice(body);
     out
 }
@@ -158,8 +193,13 @@ mod tests {
         };
         assert!(ok(b"GET /healthz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
         assert!(ok(b"GET /metrics HTTP/1.1\r\n\r\n").ends_with("m 1\n"));
-        assert!(ok(b"GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
         assert!(ok(b"POST /healthz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+        match parse(b"GET /peerjs/id?ts=1 HTTP/1.1\r\n\r\n", String::new) {
+            Ok(Some(Request::Get { path, query })) => {
+                assert_eq!((path.as_str(), query.as_str()), ("/peerjs/id", "ts=1"))
+            }
+            other => panic!("another path is the dialects' to serve: {other:?}"),
+        }
     }
 
     #[test]

@@ -33,7 +33,10 @@ fn check_inbox(sim: &mut Sim, c: ClientId) {
                 assert_eq!(v["v"], 1, "envelope version: {v}");
                 assert!(v["t"].is_string(), "envelope type: {v}");
                 // A relayed unreliable message carries its sender's `p` as it was, or none.
-                let relayed = Policy::default().unreliable_types.iter().any(|t| v["t"] == *t);
+                let relayed = Policy::default()
+                    .unreliable_types
+                    .iter()
+                    .any(|t| v["t"] == *t);
                 assert!(relayed || v["p"].is_object(), "envelope payload: {v}");
             }
             Received::Text(_) | Received::Binary(_) => {
@@ -74,7 +77,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         Route::Rooms
     };
-    let mut a = sim.open(setup_bit(setup, 1), a_route, Codec::Json);
+    let mut a = sim.open(setup_bit(setup, 1), a_route.clone(), Codec::Json);
     let echo = sim.open_raw(0, Route::Echo);
     let mut clients = vec![b, a];
 
@@ -111,7 +114,7 @@ fuzz_target!(|data: &[u8]| {
             2 => sim.advance(len as u64),
             _ => {
                 sim.disconnect(a);
-                a = sim.open(usize::from(ctl >> 3 & 1), a_route, Codec::Json);
+                a = sim.open(usize::from(ctl >> 3 & 1), a_route.clone(), Codec::Json);
                 clients.push(a);
             }
         }

@@ -11,9 +11,11 @@
 //! - `wire`: frames in and out.
 //! - `signaling`: the opcodes.
 //! - `lobby`: lobbies, membership, promotion, listings, announcements.
+//! - `peerjs`: the PeerJS-compatible broker (ids live on their home shard).
 
 pub mod identity;
 pub mod lobby;
+pub mod peerjs;
 mod signaling;
 pub mod upgrade;
 pub mod wire;
@@ -22,11 +24,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use crate::codec::Frame;
 use crate::config::{CloudlinkAuth, CloudlinkConfig, Config};
 use crate::core::iprate::IpRate;
-use crate::core::{AfterClose, Dialect, Engine, Message, SessionKey, ShardId};
+use crate::core::{AfterClose, Dialect, Engine, HttpGet, HttpReply, Message, SessionKey, ShardId};
 use crate::metrics::{DialectMetrics, ErrorCounts, Sample};
 use lobby::{Announce, Listing, Lobby, LobbyId, PeerInfo};
+use peerjs::{Broker, PeerRoute, PeerSession, PeerState};
 
 /// A signaling connection's route: its game, the token of its query, and the instance
 /// id it was given.
@@ -47,8 +51,27 @@ pub trait Host: Dialect {
     fn cloudlink(session: &Self::Session) -> Option<&ClSession>;
     /// The cloudlink state of a session, mutably.
     fn cloudlink_mut(session: &mut Self::Session) -> Option<&mut ClSession>;
+    /// The broker state of a session (`None` unless it is a PeerJS connection).
+    fn peerjs(session: &Self::Session) -> Option<&PeerSession>;
+    /// The broker state of a session, mutably.
+    fn peerjs_mut(session: &mut Self::Session) -> Option<&mut PeerSession>;
     /// A cloudlink message between shards, as the set's.
     fn mesh(msg: Mesh) -> Self::Mesh;
+    /// A cloudlink timer, as the set's.
+    fn timer(timer: Timer) -> Self::Timer;
+}
+
+/// The cloudlink dialect's timers.
+#[derive(Debug)]
+pub enum Timer {
+    /// The broker's hold of messages for an absent id runs out (if it is still the hold
+    /// that started at `since`).
+    PeerExpire {
+        /// The absent id.
+        id: Arc<str>,
+        /// When the hold started.
+        since: u64,
+    },
 }
 
 /// What the dialect keeps for a signaling session.
@@ -137,6 +160,24 @@ pub enum Mesh {
     },
     /// A user's session ended: its claim goes (if it still holds it).
     Release(Claim),
+    /// A broker message for an id whose home is the receiver.
+    Peer {
+        /// The id it is for.
+        dst: Arc<str>,
+        /// The id it is from.
+        src: Arc<str>,
+        /// `{type, src, dst, payload?}`, encoded.
+        frame: Frame,
+        /// Held when `dst` is absent (`LEAVE` and `EXPIRE` are dropped instead).
+        held_if_absent: bool,
+    },
+    /// Discovery: a broker id connected (or left) on the sender.
+    PeerId {
+        /// The id.
+        id: Arc<str>,
+        /// Connected (else gone).
+        present: bool,
+    },
 }
 
 /// Token mode: a user's one session in a game.
@@ -256,6 +297,8 @@ pub struct Cloudlink {
     pub idle: HashMap<Arc<str>, Vec<SessionKey>>,
     /// Token mode: the session (instance id) of each (game, user) whose home is here.
     users: HashMap<(Arc<str>, Arc<str>), Arc<str>>,
+    /// The PeerJS broker's ids whose home is this shard.
+    pub broker: Broker,
     /// Counters.
     pub metrics: Arc<ClMetrics>,
 }
@@ -270,6 +313,7 @@ impl Cloudlink {
             directory: HashMap::new(),
             idle: HashMap::new(),
             users: HashMap::new(),
+            broker: Broker::default(),
             metrics: Arc::new(ClMetrics {
                 lobbies: AtomicU64::new(0),
                 refusals: ErrorCounts::new("cloudlink"),
@@ -319,9 +363,36 @@ impl Cloudlink {
         }
     }
 
-    /// A signaling connection opened: it is one of its game's clients in no lobby.
+    /// The state a broker session starts with: not registered yet.
+    pub fn peer_session(route: &PeerRoute) -> PeerSession {
+        PeerSession {
+            route: route.clone(),
+            state: PeerState::Connecting,
+        }
+    }
+
+    /// Whether `path` is the broker's WebSocket (`<prefix>peerjs`, `<prefix>peerjs/peerjs`).
+    pub fn is_broker_path(&self, path: &str) -> bool {
+        peerjs::is_socket_path(&self.cfg, path)
+    }
+
+    /// A plain `GET`: the broker's `/id` and `/peers`, else `None`.
+    pub fn http_get<H: Host>(
+        &mut self,
+        eng: &mut Engine<H>,
+        get: &HttpGet<'_>,
+    ) -> Option<HttpReply> {
+        peerjs::http_get(&mut self.cx(eng), get.path)
+    }
+
+    /// A signaling connection opened: it is one of its game's clients in no lobby. A
+    /// broker connection: its query is checked and its id registered.
     pub fn handle_open<H: Host>(&mut self, eng: &mut Engine<H>, key: SessionKey) {
-        self.cx(eng).set_idle(key, true);
+        let mut cx = self.cx(eng);
+        if cx.peer(key).is_some() {
+            return peerjs::open(&mut cx, key);
+        }
+        cx.set_idle(key, true);
     }
 
     /// One frame.
@@ -332,24 +403,35 @@ impl Cloudlink {
         message: Message<'_>,
         now: u64,
     ) {
-        signaling::handle(&mut self.cx(eng), key, message.bytes, now);
+        let mut cx = self.cx(eng);
+        if cx.peer(key).is_some() {
+            return peerjs::handle(&mut cx, key, message.bytes, now);
+        }
+        signaling::handle(&mut cx, key, message.bytes, now);
     }
 
     /// The connection is ending: the session leaves its lobby, its game's idle list, and
     /// its claim. Nothing is parked.
     pub fn handle_close<H: Host>(&mut self, eng: &mut Engine<H>, key: SessionKey) -> AfterClose {
-        self.cx(eng).forget(key);
+        self.handle_end(eng, key);
         AfterClose::Gone
     }
 
     /// The session ends (already forgotten at its close; a no-op then).
     pub fn handle_end<H: Host>(&mut self, eng: &mut Engine<H>, key: SessionKey) {
-        self.cx(eng).forget(key);
+        let mut cx = self.cx(eng);
+        if cx.peer(key).is_some() {
+            return peerjs::close(&mut cx, key);
+        }
+        cx.forget(key);
     }
 
     /// A session moved here to create or join a lobby whose home this is.
     pub fn handle_arrival<H: Host>(&mut self, eng: &mut Engine<H>, key: SessionKey) {
         let mut cx = self.cx(eng);
+        if cx.peer(key).is_some() {
+            return peerjs::register(&mut cx, key);
+        }
         cx.set_idle(key, true);
         let pending = cx.client_mut(key).and_then(|c| c.pending.take());
         match pending.map(|op| *op) {
@@ -360,7 +442,13 @@ impl Cloudlink {
     }
 
     /// A cloudlink message from another shard.
-    pub fn handle_mesh<H: Host>(&mut self, eng: &mut Engine<H>, from: ShardId, msg: Mesh) {
+    pub fn handle_mesh<H: Host>(
+        &mut self,
+        eng: &mut Engine<H>,
+        from: ShardId,
+        msg: Mesh,
+        now: u64,
+    ) {
         let mut cx = self.cx(eng);
         match msg {
             Mesh::Listing {
@@ -384,6 +472,20 @@ impl Cloudlink {
                 signaling::claimed(&mut cx, session, ok, claim)
             }
             Mesh::Release(claim) => cx.release_here(claim.ugi, claim.user_id, &claim.instance_id),
+            Mesh::Peer {
+                dst,
+                src,
+                frame,
+                held_if_absent,
+            } => peerjs::deliver(&mut cx, dst, src, frame, held_if_absent, now),
+            Mesh::PeerId { id, present } => peerjs::present_here(&mut cx, id, present),
+        }
+    }
+
+    /// A cloudlink timer fired.
+    pub fn handle_timer<H: Host>(&mut self, eng: &mut Engine<H>, timer: Timer, now: u64) {
+        match timer {
+            Timer::PeerExpire { id, since } => peerjs::expire(&mut self.cx(eng), id, since, now),
         }
     }
 }
@@ -405,6 +507,16 @@ impl<H: Host> Cx<'_, H> {
     /// A session's cloudlink state, mutably.
     fn client_mut(&mut self, key: SessionKey) -> Option<&mut ClSession> {
         H::cloudlink_mut(&mut self.eng.session_mut(key)?.dialect)
+    }
+
+    /// A broker session's state.
+    fn peer(&self, key: SessionKey) -> Option<&PeerSession> {
+        H::peerjs(&self.eng.session(key)?.dialect)
+    }
+
+    /// A broker session's state, mutably.
+    fn peer_mut(&mut self, key: SessionKey) -> Option<&mut PeerSession> {
+        H::peerjs_mut(&mut self.eng.session_mut(key)?.dialect)
     }
 
     /// The session's game and identity, once `INIT` succeeded.

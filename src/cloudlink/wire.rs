@@ -61,6 +61,13 @@ pub fn bare(buf: &mut Vec<u8>, opcode: &str) -> Frame {
     w.finish()
 }
 
+/// `{"type": kind}`: the PeerJS broker's `OPEN`.
+pub fn bare_typed(buf: &mut Vec<u8>, kind: &str) -> Frame {
+    let mut w = Writer::new(Codec::Json, buf);
+    w.map(1).key("type").str(kind).end_map();
+    w.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +115,7 @@ mod tests {
             body(bare(&mut buf, "KEEPALIVE_ACK")),
             r#"{"opcode":"KEEPALIVE_ACK"}"#
         );
+        assert_eq!(body(bare_typed(&mut buf, "OPEN")), r#"{"type":"OPEN"}"#);
         let empty = frame(&mut buf, "LIST_ACK", |w| {
             w.array(0).end_array();
         });

@@ -56,6 +56,15 @@ pub trait Dialect: Sized + Send + 'static {
         now: u64,
     ) -> Result<Routed<Self::Route>, HttpRefusal>;
 
+    /// A plain HTTP `GET` of a path the engine does not serve (`/healthz` and `/metrics`
+    /// are its own): the reply, or `None` for a 404.
+    fn http_get(
+        &mut self,
+        eng: &mut Engine<Self>,
+        get: &HttpGet<'_>,
+        now: u64,
+    ) -> Option<HttpReply>;
+
     /// The state a session opened on `route` starts with.
     fn session(route: &Self::Route) -> Self::Session;
 
@@ -171,6 +180,30 @@ impl Upgrade<'_> {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.into_owned())
     }
+}
+
+/// A plain HTTP `GET` as a dialect sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpGet<'a> {
+    /// The path, without the query.
+    pub path: &'a str,
+    /// The query, without `?`.
+    pub query: &'a str,
+}
+
+/// A dialect's answer to a plain `GET`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpReply {
+    /// HTTP status.
+    pub status: u16,
+    /// Its reason phrase.
+    pub reason: &'static str,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// More headers (`Access-Control-Allow-Origin`, …).
+    pub headers: &'static [(&'static str, &'static str)],
+    /// The body.
+    pub body: Vec<u8>,
 }
 
 /// An accepted upgrade: the route and the connection's bounds.

@@ -21,7 +21,9 @@ use rand::{Rng, SeedableRng};
 use crate::codec::frame;
 use crate::config::Config;
 use crate::metrics::{DropReason, ShardMetrics};
-pub use dialect::{AfterClose, CloseReason, Dialect, HttpRefusal, Message, Routed, Upgrade};
+pub use dialect::{
+    AfterClose, CloseReason, Dialect, HttpGet, HttpRefusal, HttpReply, Message, Routed, Upgrade,
+};
 use engine::{Due, PendingClose};
 pub use engine::{Engine, MeshMsg, Moved, Recipient};
 pub use keys::{home_shard, GenSlab, SessionAt, SessionKey, ShardId};
@@ -136,9 +138,22 @@ impl<D: Dialect> ShardCore<D> {
         self.dialect.route(&mut self.engine, upgrade, now)
     }
 
-    /// A new connection finished its WebSocket upgrade on `route`.
-    pub fn handle_open(&mut self, transport: usize, route: D::Route, now: u64) -> SessionKey {
+    /// A plain `GET` of a path the engine does not serve: a dialect's reply, or `None`.
+    pub fn http_get(&mut self, get: &HttpGet<'_>, now: u64) -> Option<HttpReply> {
+        self.dialect.http_get(&mut self.engine, get, now)
+    }
+
+    /// A new connection finished its WebSocket upgrade on `route`: `response` (the HTTP 101, empty when there is none to write) goes out first, then
+    /// anything the dialect sends as the session opens.
+    pub fn handle_open(
+        &mut self,
+        transport: usize,
+        route: D::Route,
+        response: &[u8],
+        now: u64,
+    ) -> SessionKey {
         let key = self.engine.insert(transport, D::session(&route), now);
+        self.push_raw(key, response);
         self.dialect.handle_open(&mut self.engine, key, route, now);
         self.run_closes(now);
         key

@@ -23,6 +23,8 @@ struct ToySession {
 struct Toy {
     /// What the engine told it, in order.
     log: Vec<String>,
+    /// Sends `welcome` as a session opens.
+    greets: bool,
 }
 
 impl Dialect for Toy {
@@ -57,12 +59,26 @@ impl Dialect for Toy {
         }
     }
 
+    fn http_get(&mut self, _: &mut Engine<Self>, get: &HttpGet<'_>, _: u64) -> Option<HttpReply> {
+        (get.path == "/toy/hello").then(|| HttpReply {
+            status: 200,
+            reason: "OK",
+            content_type: "text/plain",
+            headers: &[],
+            body: b"hello".to_vec(),
+        })
+    }
+
     fn session(parks: &bool) -> ToySession {
         ToySession { parks: *parks }
     }
 
-    fn handle_open(&mut self, _: &mut Engine<Self>, key: SessionKey, parks: bool, _: u64) {
+    fn handle_open(&mut self, eng: &mut Engine<Self>, key: SessionKey, parks: bool, _: u64) {
         self.log.push(format!("open {} parks={parks}", key.index));
+        if self.greets {
+            let frame = frame::from_payload(OpCode::Text, b"welcome");
+            eng.send(key, frame, Class::Reliable);
+        }
     }
 
     fn handle_message(
@@ -201,7 +217,7 @@ fn the_engine_runs_a_dialect_of_its_own_and_each_close_is_heard_once() {
         ..up
     };
     assert!(core.route(&rooms, 1).is_err());
-    let key = core.handle_open(7, routed.route, 1);
+    let key = core.handle_open(7, routed.route, b"", 1);
     say(&mut core, key, "hi", 2);
     assert_eq!(written(&mut core, key), vec![(0x1, b"HI".to_vec())]);
     say(&mut core, key, "close", 3);
@@ -232,7 +248,7 @@ fn the_engine_runs_a_dialect_of_its_own_and_each_close_is_heard_once() {
 #[test]
 fn a_parked_session_ends_at_its_deadline_unless_a_connection_takes_it_over() {
     let mut core = toy_core(1);
-    let parked = core.handle_open(1, true, 10);
+    let parked = core.handle_open(1, true, b"", 10);
     core.handle_disconnect(parked, 20);
     assert!(matches!(
         core.session(parked).map(|s| s.phase),
@@ -247,9 +263,9 @@ fn a_parked_session_ends_at_its_deadline_unless_a_connection_takes_it_over() {
         .log
         .contains(&format!("end {} at 70", parked.index)));
 
-    let parked = core.handle_open(2, true, 100);
+    let parked = core.handle_open(2, true, b"", 100);
     core.handle_disconnect(parked, 110);
-    let fresh = core.handle_open(3, false, 120);
+    let fresh = core.handle_open(3, false, b"", 120);
     say(&mut core, fresh, "queued", 120);
     assert!(core.engine.take_over(fresh, parked, 125).is_some());
     assert!(core.session(fresh).is_none());
@@ -273,7 +289,7 @@ fn a_parked_session_ends_at_its_deadline_unless_a_connection_takes_it_over() {
 #[test]
 fn timers_fire_in_deadline_order_and_the_tick_every_tick_ms() {
     let mut core = toy_core(1);
-    let key = core.handle_open(1, false, 1);
+    let key = core.handle_open(1, false, b"", 1);
     say(&mut core, key, "timer", 5);
     assert_eq!(core.next_deadline(), 15);
     core.handle_tick(14);
@@ -306,7 +322,7 @@ fn timers_fire_in_deadline_order_and_the_tick_every_tick_ms() {
 #[test]
 fn an_overflowing_session_gets_the_dialects_frame_then_1008() {
     let mut core = toy_core(1);
-    let key = core.handle_open(1, false, 1);
+    let key = core.handle_open(1, false, b"", 1);
     say(&mut core, key, "flood", 2);
     let frames = written(&mut core, key);
     let (last, before) = frames.split_last().unwrap();
@@ -363,8 +379,8 @@ impl Driver<Toy> for Recorder {
 #[test]
 fn a_turn_runs_mesh_reads_timers_end_of_turn_then_moves_posts_and_writes() {
     let mut core = toy_core(2);
-    let a = core.handle_open(1, false, 1);
-    let b = core.handle_open(2, false, 1);
+    let a = core.handle_open(1, false, b"", 1);
+    let b = core.handle_open(2, false, b"", 1);
     core.engine.pause_reads(b);
     say(&mut core, a, "move", 1);
     say(&mut core, a, "post", 1);
@@ -401,4 +417,36 @@ fn a_turn_runs_mesh_reads_timers_end_of_turn_then_moves_posts_and_writes() {
     let s = other.session(key).unwrap();
     assert!(!s.reads_held() && s.transport == 9);
     assert_eq!(other.dialect.log, [format!("arrival {} from 0", key.index)]);
+}
+
+#[test]
+fn a_plain_get_the_engine_does_not_serve_goes_to_the_dialect() {
+    let mut core = toy_core(1);
+    let hello = HttpGet {
+        path: "/toy/hello",
+        query: "",
+    };
+    let reply = core.http_get(&hello, 1).expect("the toy serves it");
+    assert_eq!((reply.status, reply.body.as_slice()), (200, &b"hello"[..]));
+    let other = HttpGet {
+        path: "/toy/other",
+        query: "",
+    };
+    assert!(core.http_get(&other, 1).is_none(), "a 404");
+}
+
+#[test]
+fn the_upgrade_response_goes_out_before_what_the_dialect_sends_at_open() {
+    let mut core = toy_core(1);
+    core.dialect.greets = true;
+    let response = b"HTTP/1.1 101 Switching Protocols\r\n\r\n";
+    let key = core.handle_open(1, false, response, 1);
+    let bytes = core.session_to_flush(key).unwrap().out.take_all();
+    assert!(
+        bytes.starts_with(response),
+        "{:?}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let (_, payload, _) = frame::parse(&bytes[response.len()..]).unwrap();
+    assert_eq!(payload, b"welcome");
 }

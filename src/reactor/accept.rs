@@ -126,6 +126,19 @@ impl<D: Dialect> Reactor<D> {
             Ok(None) => return,
             Err(reply) => return self.start_reply(core, t, reply, now),
             Ok(Some(http::Request::Reply(reply))) => return self.start_reply(core, t, reply, now),
+            Ok(Some(http::Request::Get { path, query })) => {
+                let get = crate::core::HttpGet {
+                    path: &path,
+                    query: &query,
+                };
+                let reply = match core.http_get(&get, now) {
+                    Some(r) => {
+                        http::reply_with(r.status, r.reason, r.content_type, r.headers, &r.body)
+                    }
+                    None => http::not_found(),
+                };
+                return self.start_reply(core, t, reply, now);
+            }
             Ok(Some(http::Request::Upgrade {
                 request,
                 path,
@@ -170,9 +183,8 @@ impl<D: Dialect> Reactor<D> {
             carry: Carry::default(),
             closing_since_ms: 0,
         };
-        let key = core.handle_open(t, routed.route, now);
+        let key = core.handle_open(t, routed.route, &response, now);
         self.conns[t].session = Some(key);
-        core.push_raw(key, &response);
         self.read_ws(core, t, now);
     }
 

@@ -54,6 +54,24 @@ impl Sim {
             .collect()
     }
 
+    /// A PeerJS client connects to `shard` on `/peerjs?<query>`.
+    pub fn peerjs(&mut self, shard: usize, query: &str) -> ClientId {
+        self.upgrade(shard, &format!("/peerjs?{query}"), None, None, Codec::Json)
+            .expect("the broker's path is routed")
+    }
+
+    /// A PeerJS client with id `id` and token `token` on `shard` (key `peerjs`) that got
+    /// its `OPEN`.
+    pub fn peer(&mut self, shard: usize, id: &str, token: &str) -> ClientId {
+        let c = self.peerjs(
+            shard,
+            &format!("key=peerjs&id={id}&token={token}&version=1.5.4"),
+        );
+        let open = self.frames(c);
+        assert_eq!(open, vec![json!({"type": "OPEN"})], "{id} opens");
+        c
+    }
+
     /// The cloudlink dialect's state on `shard`.
     pub fn cloudlink(&self, shard: usize) -> &Cloudlink {
         &self.cores[shard].dialect.cloudlink

@@ -114,6 +114,16 @@ impl<D: Dialect> SimServer<D> {
         Ok(self.open(shard, routed.route, codec))
     }
 
+    /// A plain HTTP `GET` of `target` (path and query) on `shard`, as the reactor hands it
+    /// to the dialects: their reply, or `None` (a 404).
+    pub fn http_get(&mut self, shard: usize, target: &str) -> Option<crate::core::HttpReply> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let get = crate::core::HttpGet { path, query };
+        let reply = self.cores[shard].http_get(&get, self.now);
+        self.run();
+        reply
+    }
+
     /// A client that receives every data frame as it came: [`Received::Text`] or
     /// [`Received::Binary`], never decoded.
     pub fn open_raw(&mut self, shard: usize, route: D::Route) -> ClientId {
@@ -123,7 +133,7 @@ impl<D: Dialect> SimServer<D> {
     fn open_with(&mut self, shard: usize, route: D::Route, codec: Codec, raw: bool) -> ClientId {
         let id = self.next_client;
         self.next_client += 1;
-        let key = self.cores[shard].handle_open(id, route, self.now);
+        let key = self.cores[shard].handle_open(id, route, b"", self.now);
         self.clients.insert(
             id,
             Client {

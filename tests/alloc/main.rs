@@ -68,7 +68,7 @@ impl Room {
         let mut members = Vec::new();
         for i in 0..size {
             let codec = codecs[i % codecs.len()];
-            let key = core.handle_open(i, Route::Rooms, 1);
+            let key = core.handle_open(i, Route::Rooms, b"", 1);
             let mut hello = json!({"v":1,"codecs":[codec.name()],"project_id":"p"})
                 .to_string()
                 .into_bytes();

@@ -4,6 +4,7 @@
 
 mod cloudlink;
 mod flush;
+mod peerjs;
 mod process;
 mod rooms;
 mod routing;

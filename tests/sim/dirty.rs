@@ -23,7 +23,7 @@ fn room(n: usize) -> (Shard, Vec<SessionKey>) {
     let mut core = Shard::alone(Config::default());
     let mut keys = Vec::new();
     for i in 0..n {
-        let key = core.handle_open(i, Route::Rooms, 1);
+        let key = core.handle_open(i, Route::Rooms, b"", 1);
         let hello = json!({"v":1,"codecs":["json"],"project_id":"p"});
         input(&mut core, key, hello.to_string().into_bytes(), 1);
         let join = json!({"v":1,"t":"room.join_or_create","rid":"j","room":"r"});

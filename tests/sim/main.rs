@@ -5,6 +5,7 @@
 mod cloudlink;
 mod dirty;
 mod matchmaking;
+mod peerjs;
 mod resume;
 mod rooms;
 mod state;
