@@ -4,9 +4,14 @@
 # another, in one invocation. Prints one table per scenario (see ../shared/BENCHMARKS.md).
 #
 # Usage: benches/compare.sh [--quick] [SCENARIO...]
-#   scenarios: fanout fanout10 fanout40 flush bigroom hugeroom idle saturate
-#              (default: all but flush; `flush` = fanout with huddle at
+#   scenarios: fanout fanout10 fanout40 flush bigroom hugeroom idle saturate lobby peerjs
+#              (default: the first eight but flush; `flush` = fanout with huddle at
 #              limits.flush_interval_us 0 and 1000; `all` = every one)
+#   lobby      huddle's cloudlink relay (lobbies of 8, G_MSG at 20/s) beside huddle's rooms
+#              fanout at the same shape: server CPU per delivered message, lobby / rooms
+#   peerjs     500 pairs of PeerJS peers (OFFER or ANSWER + 4 CANDIDATEs each per second):
+#              huddle's broker beside the `peer` 1.0.2 server (../shared/peers/peerjs-server.sh),
+#              server CPU per forward, huddle / peer
 #   --quick    smoke mode: 2 s measured + 1 s warm-up, few connections
 # saturate estimates each server's ceiling and compares them at the same rate (the
 # highest every compared server delivered at >= 0.99): estimates grow with the rate.
@@ -76,6 +81,7 @@ results="$OUT/results.txt"
 huddle_bin=$root/target/release/huddle
 loadgen_bin=$root/target/release/loadgen
 uws_sh=$root/../shared/peers/uws-relay.sh
+peerjs_sh=$root/../shared/peers/peerjs-server.sh
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 12000 ]; then
@@ -163,7 +169,8 @@ affinity_violations() {
 # --- one run -------------------------------------------------------------------------------
 
 # run_once LABEL KIND FLUSH SCENARIO -- loadgen args...
-# KIND: huddle | uws. Sets `line` to loadgen's summary (plus the script's own checks).
+# KIND: huddle | huddle-cl5 | huddle-peerjs | uws | peer. Sets `line` to loadgen's summary
+# (plus the script's own checks).
 line=""
 run_once() {
   local label=$1 kind=$2 flush=$3 scen=$4; shift 5
@@ -172,20 +179,33 @@ run_once() {
   port=$(free_port)
   log="$OUT/${scen}-${label// /_}-$port"
   case "$kind" in
-    huddle)
+    huddle*)
       cfg="$log.toml"
+      # The per-address bucket of cloudlink upgrades is off: every connection comes from
+      # 127.0.0.1.
       cat > "$cfg" <<EOF
 pin_shards = false
 [limits]
 msgs_per_s = 100000
 msgs_burst = 100000
 flush_interval_us = $flush
+[cloudlink]
+conns_per_ip_per_min = 0
 EOF
       taskset -c "$SERVER_CPU" "$huddle_bin" --config "$cfg" --listen "127.0.0.1:$port" --shards 1 \
         > "$log.server.log" 2>&1 &
       pid=$!
-      url="ws://127.0.0.1:$port/rooms"
-      extra=(--codec "$CODEC")
+      case "$kind" in
+        huddle) url="ws://127.0.0.1:$port/rooms"; extra=(--codec "$CODEC") ;;
+        huddle-cl5) url="ws://127.0.0.1:$port/cl5?ugi=bench"; extra=(--cl5) ;;
+        huddle-peerjs) url="ws://127.0.0.1:$port/"; extra=(--peerjs) ;;
+      esac
+      ;;
+    peer)
+      taskset -c "$SERVER_CPU" bash "$peerjs_sh" "$port" > "$log.server.log" 2>&1 &
+      pid=$!
+      url="ws://127.0.0.1:$port/"
+      extra=(--peerjs)
       ;;
     uws)
       taskset -c "$SERVER_CPU" bash "$uws_sh" "$port" > "$log.server.log" 2>&1 &
@@ -272,10 +292,10 @@ notes_of() {
   echo "${n# }"
 }
 
-table_header() {
+table_header() { # scenario description [ratio column title]
   printf '\n== %s: %s\n' "$1" "$2"
   printf '%-17s %10s %7s %15s %11s %12s %9s %8s %10s %9s  %s\n' \
-    server "deliv/s" ratio "p50/p99 us" "srv us/msg" "user us/msg" "peak RSS" "lg CPU" "lg us/msg" "vs uWS" notes
+    server "deliv/s" ratio "p50/p99 us" "srv us/msg" "user us/msg" "peak RSS" "lg CPU" "lg us/msg" "${3:-vs uWS}" notes
 }
 
 table_row() { # label line peer_us
@@ -342,13 +362,46 @@ compare() {
   fi
 }
 
+# Two servers (or two modes of one) side by side, ROUNDS rounds in turn, and the ratio of
+# their server CPU per delivered message (test / base), per round and the median.
+# pair SCENARIO DESCRIPTION BASE_LABEL BASE_KIND TEST_LABEL TEST_KIND RATIO_TITLE -- loadgen args...
+pair() {
+  local scen=$1 desc=$2 bl=$3 bk=$4 tl=$5 tk=$6 title=$7; shift 8
+  local labels=() lines=() peers=() ratios=() r round b t
+  for ((r = 1; r <= ROUNDS; r++)); do
+    round=""
+    [ "$ROUNDS" = 1 ] || round=" #$r"
+    run_one "$bl$round" "$bk" 0 "$scen" -- "$@"; b=$line
+    run_one "$tl$round" "$tk" 0 "$scen" -- "$@"; t=$line
+    labels+=("$bl$round" "$tl$round"); lines+=("$b" "$t")
+    peers+=("" "$(kv "$b" server_us_per_msg)")
+    local bu tu; bu=$(kv "$b" server_us_per_msg); tu=$(kv "$t" server_us_per_msg)
+    if [ -n "$bu" ] && [ -n "$tu" ] && [ "$bu" != 0 ]; then
+      ratios+=("$(awk -v a="$tu" -v b="$bu" 'BEGIN{printf "%.3f", a / b}')")
+    fi
+  done
+  table_header "$scen" "$desc" "$title"
+  local i
+  for i in "${!labels[@]}"; do
+    table_row "${labels[$i]}" "${lines[$i]}" "${peers[$i]}"
+  done
+  if [ ${#ratios[@]} -gt 0 ]; then
+    printf '%-17s / %s server CPU per delivered message: median of %d rounds %.2fx (rounds: %s)\n' \
+      "$tl" "$bl" "${#ratios[@]}" \
+      "$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END{print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}')" \
+      "${ratios[*]}"
+  fi
+}
+
 # --- scenarios -----------------------------------------------------------------------------
 
 common=(--duration "$DURATION" --warmup "$WARMUP" --size 64)
 if [ $quick = 1 ]; then
+  lobby=(--conns 200 --room 8); pairs=(--conns 200)
   fan=(--conns 200 --room 10); big=(--conns 200 --room 50)
   huge=(--conns 400 --room 400 --senders 20); idle_conns=500
 else
+  lobby=(--conns 1000 --room 8); pairs=(--conns 1000)
   fan=(--conns 1000 --room 10); big=(--conns 1000 --room 50)
   huge=(--conns 5000 --room 5000 --senders 20); idle_conns=5000
 fi
@@ -458,7 +511,12 @@ for s in "${scenarios[@]}"; do
     hugeroom) compare hugeroom "${huge[*]} (one room), 1 msg/s per sender" "$HUDDLE_FLUSH" -- "${huge[@]}" --rate 1 --setup-timeout 20 "${common[@]}" ;;
     idle)     scenario_idle ;;
     saturate) scenario_saturate ;;
-    *) echo "unknown scenario $s (fanout fanout10 fanout40 flush bigroom hugeroom idle saturate)" >&2; exit 2 ;;
+    lobby)    pair lobby "${lobby[*]}, 20 msg/s of 64 B each: rooms echo_room (to all 8) vs cloudlink relay lobbies (G_MSG to the 7 others)" \
+                "huddle rooms" huddle "huddle lobby" huddle-cl5 "vs rooms" -- "${lobby[@]}" --rate 20 "${common[@]}" ;;
+    peerjs)   if [ ! -f "$peerjs_sh" ]; then echo "warning: $peerjs_sh not found: skipping peerjs" >&2; continue; fi
+              pair peerjs "${pairs[*]} (pairs), OFFER or ANSWER + 4 CANDIDATEs per peer per second (64 B of SDP / candidate each)" \
+                "peer 1.0.2" peer "huddle broker" huddle-peerjs "vs peer" -- "${pairs[@]}" --rate 5 "${common[@]}" ;;
+    *) echo "unknown scenario $s (fanout fanout10 fanout40 flush bigroom hugeroom idle saturate lobby peerjs)" >&2; exit 2 ;;
   esac
 done
 echo

@@ -5,6 +5,7 @@
 mod cloudlink;
 mod flush;
 mod peerjs;
+mod peerjs_client;
 mod process;
 mod rooms;
 mod routing;

@@ -4,9 +4,11 @@
 //! window after a warm-up. Prints a progress line per second on stderr and one final
 //! `key=value` summary line on stdout.
 //!
-//! Two dialects: the rooms dialect (`--codec json|msgpack`, `echo_room`, `ws://HOST/rooms`)
-//! and `--peer-relay` (plain WebSocket, room = URL path `/room/<id>`, every message is
-//! published to the whole room, sender included).
+//! Four kinds of load: the rooms dialect (`--codec json|msgpack`, `echo_room`,
+//! `ws://HOST/rooms`); `--peer-relay` (plain WebSocket, room = URL path `/room/<id>`, every
+//! message is published to the whole room, sender included); `--cl5` (CloudLink 5 relay
+//! lobbies, `ws://HOST/cl5?ugi=GAME`: the `lobby` scenario); `--peerjs` (a PeerJS broker,
+//! `ws://HOST/` = its prefix: pairs of peers signaling each other, the `peerjs` scenario).
 //!
 //! With `--server-pid` it also reads the server's CPU time (utime/stime from `/proc`) over
 //! the measured window, its RSS, and the CPUs its threads ran on.
@@ -43,6 +45,10 @@ pub enum Codec {
     Msgpack,
     /// Plain WebSocket room relay (`--peer-relay`).
     Peer,
+    /// CloudLink 5 relay lobbies (`--cl5`).
+    Cl5,
+    /// A PeerJS broker (`--peerjs`).
+    Peerjs,
 }
 
 /// Load generator for huddle (rooms dialect) and peer relays.
@@ -50,17 +56,31 @@ pub enum Codec {
 #[command(
     name = "loadgen",
     version,
-    about = "Load generator for huddle (rooms dialect, JSON or MessagePack) and WebSocket \
-             room relays (--peer-relay): paced timestamped messages in rooms, delivery ratio, \
-             one-way latency, loadgen and server CPU; one key=value summary line on stdout"
+    about = "Load generator for huddle (rooms dialect, JSON or MessagePack; CloudLink 5 relay \
+             lobbies; the PeerJS broker), WebSocket room relays (--peer-relay) and PeerJS \
+             servers: paced timestamped messages, delivery ratio, one-way latency, loadgen and \
+             server CPU; one key=value summary line on stdout"
 )]
 struct Args {
     /// Target URL: ws://HOST:PORT/rooms (rooms dialect) or ws://HOST:PORT (--peer-relay).
     #[arg(long, default_value = "ws://127.0.0.1:7777/rooms")]
     url: String,
     /// Plain WebSocket room relay: room = URL path /room/<id>, raw payloads.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["cl5", "peerjs"])]
     peer_relay: bool,
+    /// CloudLink 5 relay lobbies (URL ws://HOST:PORT/cl5?ugi=GAME): each --room consecutive
+    /// connections INIT and share a lobby the first creates with enable_relay; senders send
+    /// G_MSG, which the relay delivers to every other member.
+    #[arg(long, conflicts_with = "peerjs")]
+    cl5: bool,
+    /// A PeerJS broker (URL ws://HOST:PORT/ = its prefix, key `peerjs`): connections pair
+    /// up (0-1, 2-3, ...); each sends its partner an OFFER (even) or an ANSWER (odd) then
+    /// --candidates CANDIDATEs, in turn, at --rate. --room is ignored.
+    #[arg(long)]
+    peerjs: bool,
+    /// --peerjs: CANDIDATEs per OFFER / ANSWER.
+    #[arg(long, default_value_t = 4)]
+    candidates: usize,
     /// Rooms-dialect codec.
     #[arg(long, value_enum, default_value = "json")]
     codec: CodecArg,
@@ -136,6 +156,8 @@ pub struct Plan {
     pub max_pending: usize,
     pub threads: usize,
     pub room_prefix: String,
+    /// --peerjs: CANDIDATEs per OFFER / ANSWER.
+    pub candidates: usize,
     /// Minimum time between two polls (0 = poll as soon as the last events are handled).
     pub batch_ns: u64,
 }
@@ -273,12 +295,18 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("resolving {host}"))?
         .next()
         .context("no address")?;
-    let codec = match (a.peer_relay, a.codec) {
-        (true, _) => Codec::Peer,
-        (false, CodecArg::Json) => Codec::Json,
-        (false, CodecArg::Msgpack) => Codec::Msgpack,
+    let codec = match (a.peer_relay, a.cl5, a.peerjs, a.codec) {
+        (true, ..) => Codec::Peer,
+        (_, true, ..) => Codec::Cl5,
+        (_, _, true, _) => Codec::Peerjs,
+        (.., CodecArg::Json) => Codec::Json,
+        (.., CodecArg::Msgpack) => Codec::Msgpack,
     };
-    let base_path = if codec == Codec::Peer && !path.ends_with('/') {
+    if codec == Codec::Cl5 && !path.contains("ugi=") {
+        bail!("--cl5 needs a URL with ?ugi=GAME (ws://HOST:PORT/cl5?ugi=bench)");
+    }
+    let slash = matches!(codec, Codec::Peer | Codec::Peerjs);
+    let base_path = if slash && !path.ends_with('/') {
         format!("{path}/")
     } else {
         path
@@ -299,6 +327,7 @@ fn main() -> anyhow::Result<()> {
         max_pending: a.max_pending.max(1),
         threads,
         room_prefix: a.room_prefix.clone(),
+        candidates: a.candidates,
         batch_ns: a.batch_us * 1000,
     });
     let shared = Arc::new(Shared {
@@ -452,6 +481,8 @@ fn main() -> anyhow::Result<()> {
         Codec::Peer => "peer",
         Codec::Json => "json",
         Codec::Msgpack => "msgpack",
+        Codec::Cl5 => "cl5",
+        Codec::Peerjs => "peerjs",
     };
     out.push(("conns", a.conns.to_string()));
     out.push(("room", a.room.to_string()));

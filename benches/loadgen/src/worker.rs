@@ -106,6 +106,10 @@ enum St {
     Upgrading,
     Handshaking,
     Joining,
+    /// `--cl5`: the lobby was not there yet (its host is still creating it): join again.
+    JoinRetry,
+    /// `--cl5`: a join again is scheduled.
+    JoinWait,
     Ready,
     Closing,
     Dead,
@@ -124,7 +128,10 @@ struct Conn {
     rlen: usize,
     wbuf: Vec<u8>,
     wpos: usize,
-    tpl: Option<Template>,
+    /// The message frames a sender sends, in turn (none for a connection that only
+    /// receives).
+    tpls: Vec<Template>,
+    next_tpl: usize,
 }
 
 /// Window bounds and per-thread accounting shared by every connection of a worker.
@@ -163,7 +170,13 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 fn is_error_frame(p: &[u8]) -> bool {
-    contains(p, b"\"t\":\"error\"") || contains(p, b"\xa1t\xa5error")
+    contains(p, b"\"t\":\"error\"")
+        || contains(p, b"\xa1t\xa5error")
+        || contains(p, b"\"opcode\":\"WARNING\"")
+        || contains(p, b"\"opcode\":\"VIOLATION\"")
+        || contains(p, b"\"type\":\"ERROR\"")
+        || contains(p, b"\"type\":\"ID-TAKEN\"")
+        || contains(p, b"\"type\":\"EXPIRE\"")
 }
 
 fn mask_for(id: usize) -> [u8; 4] {
@@ -186,17 +199,94 @@ fn room_name(plan: &Plan, room: usize) -> String {
     format!("{}-{room}", plan.room_prefix)
 }
 
-/// The message frame a sender sends (rooms dialect or raw peer payload).
-fn message_template(plan: &Plan, room: usize, mask: [u8; 4]) -> Template {
-    let data = payload(plan);
+/// `--peerjs`: a connection's id, and its partner's (none for an odd one out).
+fn peerjs_id(id: usize) -> String {
+    format!("lg{id}")
+}
+
+fn partner(plan: &Plan, id: usize) -> Option<usize> {
+    Some(id ^ 1).filter(|&p| p < plan.conns)
+}
+
+/// Deliveries each message of connection `id` makes (in room `room`).
+fn members(plan: &Plan, id: usize, room: usize) -> u64 {
+    let in_room = (plan.conns - room * plan.room).min(plan.room) as u64;
     match plan.codec {
-        Codec::Peer => Template::new(ws::OP_BINARY, mask, &data),
+        // The relay delivers to every member but the sender.
+        Codec::Cl5 => in_room - 1,
+        Codec::Peerjs => u64::from(partner(plan, id).is_some()),
+        _ => in_room,
+    }
+}
+
+/// `--cl5`: the first connection of a lobby creates it.
+fn is_host(plan: &Plan, id: usize) -> bool {
+    id % plan.room == 0
+}
+
+fn cl5_frame(mask: [u8; 4], out: &mut Vec<u8>, opcode: &str, payload: &str) {
+    let f = format!("{{\"opcode\":\"{opcode}\",\"payload\":{payload}}}");
+    ws::put_frame(out, ws::OP_TEXT, mask, f.as_bytes());
+}
+
+fn cl5_lobby_op(plan: &Plan, id: usize, room: usize, mask: [u8; 4], out: &mut Vec<u8>) {
+    let name = room_name(plan, room);
+    if is_host(plan, id) {
+        let p = format!(
+            "{{\"name\":\"{name}\",\"max_players\":-1,\"password\":\"\",\"locked\":false,\"enable_relay\":true}}"
+        );
+        cl5_frame(mask, out, "CREATE_LOBBY", &p);
+    } else {
+        let p = format!("{{\"name\":\"{name}\",\"password\":\"\"}}");
+        cl5_frame(mask, out, "JOIN_LOBBY", &p);
+    }
+}
+
+/// The message frames a sender sends, in turn.
+fn message_templates(plan: &Plan, id: usize, room: usize, mask: [u8; 4]) -> Vec<Template> {
+    let data = payload(plan);
+    let data = String::from_utf8(data).expect("the payload is ASCII");
+    match plan.codec {
+        Codec::Cl5 => {
+            let m = format!("{{\"opcode\":\"G_MSG\",\"payload\":\"{data}\"}}");
+            vec![Template::new(ws::OP_TEXT, mask, m.as_bytes())]
+        }
+        Codec::Peerjs => {
+            let Some(dst) = partner(plan, id).map(peerjs_id) else {
+                return Vec::new();
+            };
+            let (kind, sdp) = if id % 2 == 0 {
+                ("OFFER", "offer")
+            } else {
+                ("ANSWER", "answer")
+            };
+            let first = format!(
+                "{{\"type\":\"{kind}\",\"dst\":\"{dst}\",\"payload\":{{\"sdp\":{{\"type\":\"{sdp}\",\"sdp\":\"{data}\"}},\"type\":\"data\",\"connectionId\":\"dc_{id}\"}}}}"
+            );
+            let candidate = format!(
+                "{{\"type\":\"CANDIDATE\",\"dst\":\"{dst}\",\"payload\":{{\"candidate\":{{\"candidate\":\"{data}\",\"sdpMid\":\"0\",\"sdpMLineIndex\":0}},\"type\":\"data\",\"connectionId\":\"dc_{id}\"}}}}"
+            );
+            let mut tpls = vec![Template::new(ws::OP_TEXT, mask, first.as_bytes())];
+            for _ in 0..plan.candidates {
+                tpls.push(Template::new(ws::OP_TEXT, mask, candidate.as_bytes()));
+            }
+            tpls
+        }
+        _ => vec![message_template(plan, room, mask, data.as_bytes())],
+    }
+}
+
+/// The message frame a sender sends (rooms dialect or raw peer payload).
+fn message_template(plan: &Plan, room: usize, mask: [u8; 4], data: &[u8]) -> Template {
+    match plan.codec {
+        Codec::Peer => Template::new(ws::OP_BINARY, mask, data),
+        Codec::Cl5 | Codec::Peerjs => unreachable!("their templates are message_templates'"),
         Codec::Json => {
             let mut m = Vec::new();
             m.extend_from_slice(b"{\"v\":1,\"t\":\"room.message\",\"room\":\"");
             m.extend_from_slice(room_name(plan, room).as_bytes());
             m.extend_from_slice(b"\",\"p\":{\"type\":\"b\",\"data\":\"");
-            m.extend_from_slice(&data);
+            m.extend_from_slice(data);
             m.extend_from_slice(b"\"}}");
             Template::new(ws::OP_TEXT, mask, &m)
         }
@@ -214,7 +304,7 @@ fn message_template(plan: &Plan, room: usize, mask: [u8; 4]) -> Template {
             mp::str(&mut m, b"type");
             mp::str(&mut m, b"b");
             mp::str(&mut m, b"data");
-            mp::str(&mut m, &data);
+            mp::str(&mut m, data);
             Template::new(ws::OP_BINARY, mask, &m)
         }
     }
@@ -288,15 +378,22 @@ impl Conn {
     /// Sends the message frame stamped with `ts`; false when the connection failed.
     fn send(&mut self, ctx: &mut Ctx, ts: u64) -> bool {
         let Conn {
-            tpl,
+            tpls,
+            next_tpl,
             stream,
             wbuf,
             wpos,
             ..
         } = self;
-        let (Some(tpl), Some(stream)) = (tpl.as_mut(), stream.as_mut()) else {
+        let Some(stream) = stream.as_mut() else {
             return false;
         };
+        if tpls.is_empty() {
+            return false;
+        }
+        let n = tpls.len();
+        let tpl = &mut tpls[*next_tpl % n];
+        *next_tpl += 1;
         tpl.stamp(ts);
         if *wpos < wbuf.len() {
             ctx.counts.backlogged += 1;
@@ -382,12 +479,22 @@ impl Conn {
                 return Outcome::End;
             }
             pos = end + 4;
-            if ctx.plan.codec == Codec::Peer {
-                self.st = St::Ready;
-                ctx.counts.ready += 1;
-            } else {
-                handshake_frame(&ctx.plan, self.mask, &mut self.wbuf);
-                self.st = St::Handshaking;
+            match ctx.plan.codec {
+                Codec::Peer => {
+                    self.st = St::Ready;
+                    ctx.counts.ready += 1;
+                }
+                Codec::Cl5 => {
+                    let init = format!("{{\"username\":\"lg{}\"}}", self.id);
+                    cl5_frame(self.mask, &mut self.wbuf, "INIT", &init);
+                    self.st = St::Handshaking;
+                }
+                // The broker says OPEN.
+                Codec::Peerjs => self.st = St::Joining,
+                Codec::Json | Codec::Msgpack => {
+                    handshake_frame(&ctx.plan, self.mask, &mut self.wbuf);
+                    self.st = St::Handshaking;
+                }
             }
         }
         let mut outcome = Outcome::Keep;
@@ -471,8 +578,43 @@ fn on_frame(
                 }
                 return Outcome::Keep;
             }
-            match *st {
-                St::Handshaking => {
+            match (*st, ctx.plan.codec) {
+                (St::Handshaking, Codec::Cl5) => {
+                    if contains(p, b"\"INIT_OK\"") {
+                        cl5_lobby_op(&ctx.plan, id, room, mask, wbuf);
+                        *st = St::Joining;
+                    } else if is_error_frame(p) {
+                        // NEW_LOBBY and the like may come first.
+                        ctx.errors.server += 1;
+                        ctx.log("INIT refused", id, p);
+                        return Outcome::End;
+                    }
+                }
+                (St::Joining, Codec::Cl5) => {
+                    let ack = contains(p, b"\"CREATE_ACK\"") || contains(p, b"\"JOIN_ACK\"");
+                    if ack && contains(p, b"\"payload\":\"ok\"") {
+                        *st = St::Ready;
+                        ctx.counts.ready += 1;
+                    } else if ack && contains(p, b"\"payload\":\"not found\"") {
+                        *st = St::JoinRetry;
+                    } else if ack || is_error_frame(p) {
+                        ctx.errors.join += 1;
+                        ctx.log("lobby refused", id, p);
+                        return Outcome::End;
+                    }
+                    // TRANSITION, NEW_HOST, NEW_LOBBY...: on the way.
+                }
+                (St::Joining, Codec::Peerjs) => {
+                    if p == b"{\"type\":\"OPEN\"}" {
+                        *st = St::Ready;
+                        ctx.counts.ready += 1;
+                    } else {
+                        ctx.errors.join += 1;
+                        ctx.log("broker refused", id, p);
+                        return Outcome::End;
+                    }
+                }
+                (St::Handshaking, _) => {
                     if contains(p, b"handshake.ok") {
                         join_frame(&ctx.plan, room, mask, wbuf);
                         *st = St::Joining;
@@ -482,7 +624,7 @@ fn on_frame(
                         return Outcome::End;
                     }
                 }
-                St::Joining if contains(p, b"rpc.response") => {
+                (St::Joining, _) if contains(p, b"rpc.response") => {
                     if contains(p, b"\"ok\":true") || contains(p, b"\xa2ok\xc3") {
                         *st = St::Ready;
                         ctx.counts.ready += 1;
@@ -541,8 +683,13 @@ pub struct Worker {
     conns: Vec<Conn>,
     /// Local indices of the connections that send.
     senders: Vec<usize>,
+    /// `--cl5`: (when, local index) of joins to send again.
+    rejoins: std::collections::VecDeque<(u64, usize)>,
     ctx: Ctx,
 }
+
+/// `--cl5`: how long a member waits before joining a lobby its host has not created yet.
+const REJOIN_NS: u64 = 20_000_000;
 
 impl Worker {
     pub fn new(idx: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> std::io::Result<Worker> {
@@ -550,12 +697,14 @@ impl Worker {
         let mut senders = Vec::new();
         for id in (idx..plan.conns).step_by(plan.threads) {
             let room = id / plan.room;
-            let members = (plan.conns - room * plan.room).min(plan.room) as u64;
+            let members = members(&plan, id, room);
             let mask = mask_for(id);
-            let tpl = plan
-                .is_sender(id)
-                .then(|| message_template(&plan, room, mask));
-            if tpl.is_some() {
+            let tpls = if plan.is_sender(id) {
+                message_templates(&plan, id, room, mask)
+            } else {
+                Vec::new()
+            };
+            if !tpls.is_empty() {
                 senders.push(conns.len());
             }
             conns.push(Conn {
@@ -569,7 +718,8 @@ impl Worker {
                 rlen: 0,
                 wbuf: Vec::new(),
                 wpos: 0,
-                tpl,
+                tpls,
+                next_tpl: 0,
             });
         }
         let hist = Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
@@ -579,6 +729,7 @@ impl Worker {
             poll: Poll::new()?,
             conns,
             senders,
+            rejoins: Default::default(),
             ctx: Ctx {
                 plan,
                 finder: memmem::Finder::new(TS_MARKER),
@@ -680,6 +831,12 @@ impl Worker {
         let plan = &self.ctx.plan;
         let path = match plan.codec {
             Codec::Peer => format!("{}room/{}", plan.base_path, room_name(plan, c.room)),
+            Codec::Peerjs => format!(
+                "{}peerjs?key=peerjs&id={}&token=t{}&version=1.5.4",
+                plan.base_path,
+                peerjs_id(c.id),
+                c.id
+            ),
             _ => plan.base_path.clone(),
         };
         c.wbuf
@@ -705,9 +862,35 @@ impl Worker {
                 if c.wpos < c.wbuf.len() {
                     c.flush(&mut self.ctx);
                 }
+                return self.kill(i);
+            }
+        }
+        if c.st == St::JoinRetry {
+            c.st = St::JoinWait;
+            let due = self.now() + REJOIN_NS;
+            self.rejoins.push_back((due, i));
+        }
+    }
+
+    /// `--cl5`: joins again the lobbies that were not there yet; the next one's due time.
+    fn rejoin_due(&mut self, now: u64) -> Option<u64> {
+        while let Some(&(due, i)) = self.rejoins.front() {
+            if due > now {
+                return Some(due);
+            }
+            self.rejoins.pop_front();
+            let plan = self.ctx.plan.clone();
+            let c = &mut self.conns[i];
+            if c.st != St::JoinWait {
+                continue;
+            }
+            cl5_lobby_op(&plan, c.id, c.room, c.mask, &mut c.wbuf);
+            c.st = St::Joining;
+            if !c.flush(&mut self.ctx) {
                 self.kill(i);
             }
         }
+        None
     }
 
     pub fn run(mut self) -> WorkerResult {
@@ -792,6 +975,9 @@ impl Worker {
             }
             if next_connect < local {
                 wake_at = wake_at.min(connect_at.max(now + 100_000));
+            }
+            if let Some(due) = self.rejoin_due(now) {
+                wake_at = wake_at.min(due);
             }
             if now >= last_publish + 1_000_000 {
                 self.publish();
@@ -912,6 +1098,7 @@ mod tests {
             max_pending: 1,
             threads: 1,
             room_prefix: "t".into(),
+            candidates: 4,
             batch_ns: 0,
         })
     }
@@ -969,7 +1156,8 @@ mod tests {
                 rlen: 0,
                 wbuf: Vec::new(),
                 wpos: 0,
-                tpl: None,
+                tpls: Vec::new(),
+                next_tpl: 0,
             };
             let mut ended = false;
             for piece in stream.chunks(chunk) {
