@@ -1,5 +1,8 @@
-//! Helpers shared by the fuzz targets: the codec round trip every decoder target asserts.
+//! Helpers shared by the fuzz targets: the codec round trip every decoder target asserts,
+//! and (`input`) reading an input as a script of operations for the cloudlink targets.
 //! Owns the properties; each target in `fuzz_targets/` owns how it reads its input.
+
+pub mod input;
 
 use huddle::codec::{frame, to_json, Codec, Decoder, Value, Writer};
 use simd_json::StaticNode;

@@ -39,6 +39,14 @@ pub enum MeshMsg<D: Dialect> {
     Dialect(D::Mesh),
 }
 
+/// What leaves a shard at the end of its turn.
+pub(super) enum Out<D: Dialect> {
+    /// A session moves to a shard.
+    Move(SessionKey, ShardId),
+    /// A message to a shard.
+    Post(ShardId, MeshMsg<D>),
+}
+
 /// A session handed from one shard to another: its record (dialect state and outbound
 /// queue included), where it was, and its transport.
 pub struct Moved<D: Dialect> {
@@ -103,8 +111,8 @@ pub struct Engine<D: Dialect> {
     pub(super) sessions: GenSlab<Session<D::Session>>,
     /// Sessions with frames to write, each listed once until the writer takes it.
     pub(super) dirty: Vec<SessionKey>,
-    pub(super) mesh_out: Vec<(ShardId, MeshMsg<D>)>,
-    pub(super) moves: Vec<(SessionKey, ShardId)>,
+    /// Moves and messages to other shards, in the order they were asked for.
+    pub(super) out: Vec<Out<D>>,
     /// Sessions whose held reads may go on: their connections are read again.
     pub(super) rereads: Vec<SessionKey>,
     /// Connections whose session changed (a take-over): (old key, new key).
@@ -138,8 +146,7 @@ impl<D: Dialect> Engine<D> {
             rng: StdRng::from_seed(seed),
             sessions: GenSlab::default(),
             dirty: Vec::new(),
-            mesh_out: Vec::new(),
-            moves: Vec::new(),
+            out: Vec::new(),
             rereads: Vec::new(),
             rekeys: Vec::new(),
             closing: Vec::new(),
@@ -354,16 +361,18 @@ impl<D: Dialect> Engine<D> {
 
     pub(super) fn post_engine(&mut self, to: ShardId, msg: MeshMsg<D>) {
         debug_assert_ne!(to, self.id, "mesh messages go to other shards");
-        self.mesh_out.push((to, msg));
+        self.out.push(Out::Post(to, msg));
     }
 
     /// Moves a session (socket, WebSocket state and record) to shard `to` at the end of
     /// the turn; its connection is not read here meanwhile. The dialect hears of it
-    /// there, in `handle_arrival`.
+    /// there, in `handle_arrival`. Moves and messages to one shard arrive in the order
+    /// they were asked for: what was posted before the move is handled there before
+    /// the session arrives.
     pub fn request_move(&mut self, key: SessionKey, to: ShardId) {
         if let Some(s) = self.sessions.get_mut(key) {
             s.moving = true;
-            self.moves.push((key, to));
+            self.out.push(Out::Move(key, to));
         }
     }
 

@@ -390,17 +390,22 @@ impl<D: Dialect> ShardCore<D> {
             for (old, new) in rekeys {
                 driver.rekey(self, old, new);
             }
-            let moves = std::mem::take(&mut self.engine.moves);
-            for (key, to) in moves {
-                // A session closed since it asked to move stays to finish its close here.
-                match self.engine.sessions.get_mut(key) {
-                    Some(s) if s.is_open() => driver.move_session(self, key, to),
-                    Some(s) => s.moving = false,
-                    None => {}
+            // In the order they were asked for: to one shard, a message posted before a
+            // move is handled there before the session arrives, and one after, after.
+            let mut out = std::mem::take(&mut self.engine.out);
+            for o in out.drain(..) {
+                match o {
+                    // A session closed since it asked to move stays to finish its close here.
+                    engine::Out::Move(key, to) => match self.engine.sessions.get_mut(key) {
+                        Some(s) if s.is_open() => driver.move_session(self, key, to),
+                        Some(s) => s.moving = false,
+                        None => {}
+                    },
+                    engine::Out::Post(to, msg) => driver.post(to, msg),
                 }
             }
-            for (to, msg) in self.engine.mesh_out.drain(..) {
-                driver.post(to, msg);
+            if self.engine.out.is_empty() {
+                self.engine.out = out;
             }
             writes.append(&mut self.engine.dirty);
             if writes.is_empty() {

@@ -450,3 +450,26 @@ fn the_upgrade_response_goes_out_before_what_the_dialect_sends_at_open() {
     let (_, payload, _) = frame::parse(&bytes[response.len()..]).unwrap();
     assert_eq!(payload, b"welcome");
 }
+
+#[test]
+fn moves_and_posts_to_a_shard_leave_in_the_order_they_were_asked_for() {
+    let mut core = toy_core(2);
+    let a = core.handle_open(1, false, b"", 1);
+    say(&mut core, a, "post", 1);
+    say(&mut core, a, "move", 1);
+    let mut driver = Recorder::default();
+    core.turn(&mut driver, 2);
+    let out: Vec<&String> = driver
+        .calls
+        .iter()
+        .filter(|c| c.starts_with("post") || c.starts_with("move"))
+        .collect();
+    assert_eq!(
+        out,
+        [
+            &"post hello to 1".to_string(),
+            &format!("move {} to 1", a.index)
+        ],
+        "the message posted first is handled there before the session arrives"
+    );
+}

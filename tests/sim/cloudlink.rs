@@ -839,6 +839,52 @@ fn creating_or_joining_another_lobby_first_leaves_the_old_one_cleanly() {
     );
 }
 
+#[test]
+fn shards_leaving_a_lobby_for_another_shard_reads_the_same_as_on_one_shard() {
+    // The last member of a lobby on shard 1 joins a lobby that does not exist on shard 0,
+    // then creates one there: it never hears its old lobby closing (it was in it), and the
+    // idle clients on shard 0 hear the old lobby close before the new one opens.
+    for shards in [1, 2] {
+        let mut sim = Sim::new(shards, cfg());
+        let (a, _) = sim.cl_client(0, "g", "ann");
+        let (idle, _) = sim.cl_client(0, "g", "bob");
+        let old = lobby_on("g", 1, "old");
+        let (missing, new) = (lobby_on("g", 0, "missing"), lobby_on("g", 0, "new"));
+        create(&mut sim, a, &old, json!({}));
+        sim.cl_frames(idle);
+        let frames = join(&mut sim, a, &missing, "");
+        assert_eq!(
+            frames,
+            [
+                ("TRANSITION".to_string(), json!("")),
+                ("JOIN_ACK".to_string(), json!("not found"))
+            ],
+            "{shards} shard(s)"
+        );
+        assert_eq!(
+            sim.cl_frames(idle),
+            [("LOBBY_CLOSED".to_string(), json!(old))],
+            "{shards} shard(s)"
+        );
+        create(&mut sim, a, &old, json!({}));
+        sim.cl_frames(idle);
+        let frames = create(&mut sim, a, &new, json!({}));
+        assert_eq!(
+            opcodes(&frames),
+            ["TRANSITION", "TRANSITION", "CREATE_ACK", "NEW_HOST"],
+            "{shards} shard(s)"
+        );
+        assert_eq!(
+            sim.cl_frames(idle),
+            [
+                ("LOBBY_CLOSED".to_string(), json!(old)),
+                ("NEW_LOBBY".to_string(), json!(new))
+            ],
+            "{shards} shard(s): the old lobby closed first"
+        );
+    }
+}
+
 // --- Token mode -------------------------------------------------------------------------
 
 fn token(claims: Value) -> String {
