@@ -22,6 +22,7 @@
 #   ROUNDS=1                rounds per scenario (servers in turn each round; each huddle row
 #                           is compared with its round's peer, then the median ratio)
 #   PEERS="uws"             peers to compare with ("" = huddle only)
+#   PEERJS_RATE=5           peerjs: signals per peer per second (5 = the scenario's 10 per pair)
 #   CODEC=json              huddle's codec (json | msgpack)
 #   BATCH_US=               loadgen --batch-us (poll tick, µs; empty = loadgen's default, 100)
 #   SERVER_CPU=0 LOADGEN_CPU=1
@@ -67,6 +68,7 @@ fi
 HUDDLE_FLUSH=${HUDDLE_FLUSH:-0}
 ROUNDS=${ROUNDS:-1}
 PEERS=${PEERS-uws}
+PEERJS_RATE=${PEERJS_RATE:-5}
 CODEC=${CODEC:-json}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
@@ -141,7 +143,9 @@ wait_quiet() {
 free_port() {
   local p
   while :; do
-    p=$((20000 + RANDOM % 20000))
+    # Below the kernel's ephemeral range (32768-60999 by default): a port loadgen's own
+    # connections hold is not listening, yet a peer cannot bind it.
+    p=$((10000 + RANDOM % 20000))
     ss -Htln "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return; }
   done
 }
@@ -514,8 +518,8 @@ for s in "${scenarios[@]}"; do
     lobby)    pair lobby "${lobby[*]}, 20 msg/s of 64 B each: rooms echo_room (to all 8) vs cloudlink relay lobbies (G_MSG to the 7 others)" \
                 "huddle rooms" huddle "huddle lobby" huddle-cl5 "vs rooms" -- "${lobby[@]}" --rate 20 "${common[@]}" ;;
     peerjs)   if [ ! -f "$peerjs_sh" ]; then echo "warning: $peerjs_sh not found: skipping peerjs" >&2; continue; fi
-              pair peerjs "${pairs[*]} (pairs), OFFER or ANSWER + 4 CANDIDATEs per peer per second (64 B of SDP / candidate each)" \
-                "peer 1.0.2" peer "huddle broker" huddle-peerjs "vs peer" -- "${pairs[@]}" --rate 5 "${common[@]}" ;;
+              pair peerjs "${pairs[*]} (pairs), OFFER or ANSWER + 4 CANDIDATEs in turn, $PEERJS_RATE per peer per second (64 B of SDP / candidate each)" \
+                "peer 1.0.2" peer "huddle broker" huddle-peerjs "vs peer" -- "${pairs[@]}" --rate "$PEERJS_RATE" "${common[@]}" ;;
     *) echo "unknown scenario $s (fanout fanout10 fanout40 flush bigroom hugeroom idle saturate lobby peerjs)" >&2; exit 2 ;;
   esac
 done

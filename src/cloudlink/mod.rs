@@ -477,7 +477,7 @@ impl Cloudlink {
                 src,
                 frame,
                 held_if_absent,
-            } => peerjs::deliver(&mut cx, dst, src, frame, held_if_absent, now),
+            } => peerjs::deliver(&mut cx, &dst, src, frame, held_if_absent, now),
             Mesh::PeerId { id, present } => peerjs::present_here(&mut cx, id, present),
         }
     }

@@ -16,7 +16,7 @@ use crate::codec::{as_str, field, is_null, Codec, Frame, Value, Writer};
 use crate::config::CloudlinkConfig;
 use crate::core::bucket::Verdict;
 use crate::core::outbound::Class;
-use crate::core::{home_shard, HttpReply, SessionKey, ShardId, Upgrade};
+use crate::core::{HttpReply, SessionKey, ShardId, Upgrade};
 
 /// How long a message for an id that is not connected waits (the `peer` server's
 /// `expire_timeout`).
@@ -116,7 +116,11 @@ pub fn route(upgrade: &Upgrade<'_>) -> PeerRoute {
 
 /// The home shard of an id.
 pub fn home(id: &str, shards: usize) -> ShardId {
-    home_shard(&format!("peerjs/{id}"), shards)
+    // `home_shard("peerjs/<id>")`, without building the string on every signal.
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(b"peerjs/");
+    crc.update(id.as_bytes());
+    ShardId((crc.finalize() as usize % shards) as u16)
 }
 
 /// `GET <prefix><key>/id` (a fresh UUIDv4) and `GET <prefix><key>/peers` (401 unless
@@ -316,7 +320,7 @@ pub(crate) fn handle<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, bytes: &mut [
             let payload = field(&value, "payload");
             let frame = forwarded(&mut cx.eng.scratch, kind, &src, dst, payload);
             let expires = !matches!(kind, "LEAVE" | "EXPIRE");
-            forward(cx, Arc::from(dst), src, frame, expires, now);
+            forward(cx, dst, src, frame, expires, now);
         }
         _ => {}
     }
@@ -349,20 +353,20 @@ fn forwarded(
 /// Sends a message to an id wherever its home is.
 fn forward<H: Host>(
     cx: &mut Cx<'_, H>,
-    dst: Arc<str>,
+    dst: &str,
     src: Arc<str>,
     frame: Frame,
     held_if_absent: bool,
     now: u64,
 ) {
-    let home = home(&dst, cx.eng.shards);
+    let home = home(dst, cx.eng.shards);
     if home == cx.eng.id {
         deliver(cx, dst, src, frame, held_if_absent, now);
     } else {
         cx.post(
             home,
             Mesh::Peer {
-                dst,
+                dst: Arc::from(dst),
                 src,
                 frame,
                 held_if_absent,
@@ -375,19 +379,20 @@ fn forward<H: Host>(
 /// dropped, as the `peer` server does).
 pub(crate) fn deliver<H: Host>(
     cx: &mut Cx<'_, H>,
-    dst: Arc<str>,
+    dst: &str,
     src: Arc<str>,
     frame: Frame,
     held_if_absent: bool,
     now: u64,
 ) {
-    if let Some(&(key, _)) = cx.cl.broker.ids.get(&dst) {
+    if let Some(&(key, _)) = cx.cl.broker.ids.get(dst) {
         return cx.eng.send(key, frame, Class::Reliable);
     }
     if !held_if_absent {
         return;
     }
-    let fresh = !cx.cl.broker.held.contains_key(&dst);
+    let fresh = !cx.cl.broker.held.contains_key(dst);
+    let dst: Arc<str> = Arc::from(dst);
     let (since, held) = cx
         .cl
         .broker
@@ -419,7 +424,7 @@ pub(crate) fn expire<H: Host>(cx: &mut Cx<'_, H>, id: Arc<str>, since: u64, now:
             continue;
         }
         let frame = forwarded(&mut cx.eng.scratch, "EXPIRE", &id, &h.src, None);
-        forward(cx, h.src.clone(), id.clone(), frame, false, now);
+        forward(cx, &h.src, id.clone(), frame, false, now);
         told.push(h.src);
     }
 }
@@ -427,6 +432,16 @@ pub(crate) fn expire<H: Host>(cx: &mut Cx<'_, H>, id: Arc<str>, since: u64, now:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ids_home_is_home_shard_of_peerjs_slash_id() {
+        for id in ["a", "01HX_game-1", "ünï", ""] {
+            for shards in [1, 2, 3, 7, 64] {
+                let want = crate::core::home_shard(&format!("peerjs/{id}"), shards);
+                assert_eq!(home(id, shards), want, "{id} of {shards}");
+            }
+        }
+    }
 
     #[test]
     fn socket_paths_follow_the_prefix() {

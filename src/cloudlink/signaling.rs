@@ -556,11 +556,8 @@ fn relay<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, packet: &Packet<'_, '_>) 
     };
     let origin = client.instance_id.clone();
     let id = client.lobby.clone().map(|name| (client.ugi.clone(), name));
-    let relaying = id
-        .as_ref()
-        .and_then(|id| cx.cl.lobbies.get(id))
-        .is_some_and(|l| l.relay);
-    let (Some(id), true) = (id, relaying) else {
+    let lobby = id.and_then(|id| cx.cl.lobbies.get(&id)).filter(|l| l.relay);
+    let Some(lobby) = lobby else {
         let text = "unknown or unimplemented opcode";
         return warn(cx, key, Refusal::UnknownOpcode, text);
     };
@@ -582,7 +579,6 @@ fn relay<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, packet: &Packet<'_, '_>) 
         }
         w.end_map();
     };
-    let lobby = &cx.cl.lobbies[&id];
     if packet.opcode.starts_with("G_") {
         let sender = cx.eng.here(key);
         cx.eng

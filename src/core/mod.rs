@@ -364,7 +364,8 @@ impl<D: Dialect> ShardCore<D> {
     /// 2. connections whose held reads may go on are read,
     /// 3. due timers and the tick,
     /// 4. the dialects' end of turn (what they batch per turn),
-    /// 5. outputs: take-overs, moves, then messages to other shards, then writes.
+    /// 5. outputs: take-overs, then moves and messages to other shards in the order they
+    ///    were asked for, then writes.
     pub fn turn(&mut self, driver: &mut impl Driver<D>, now: u64) {
         driver.receive_mesh(self, now);
         self.read_resumed(driver, now);
