@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Smoke test of the relay path over real sockets (not a timing test): starts huddle (the
 # binary given, release or debug), runs loadgen (the `loadgen` beside it) with ~50
-# connections in rooms of 10 for ~3 s per codec, and fails when any message is lost
+# connections for ~3 s per mode — rooms of 10 in each codec, cloudlink relay lobbies of 10
+# (`cl5`), PeerJS pairs on the broker (`peerjs`) — and fails when any message is lost
 # (ratio < 0.99), any error is counted, or setup fails.
 #
-# Usage: benches/smoke.sh [target/debug/huddle]   (SMOKE_CODECS="json msgpack")
+# Usage: benches/smoke.sh [target/debug/huddle]   (SMOKE_CODECS="json msgpack cl5 peerjs")
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-$root/target/debug/huddle}
 loadgen=${LOADGEN:-$(dirname "$bin")/loadgen}
-codecs=${SMOKE_CODECS:-json msgpack}
+codecs=${SMOKE_CODECS:-json msgpack cl5 peerjs}
 [ -x "$bin" ] || { echo "smoke: no huddle binary at $bin (cargo build --workspace --bins)" >&2; exit 1; }
 [ -x "$loadgen" ] || { echo "smoke: no loadgen binary at $loadgen (cargo build --workspace --bins)" >&2; exit 1; }
 
@@ -23,7 +24,7 @@ trap cleanup EXIT
 
 port=""
 for _ in $(seq 50); do
-  p=$((20000 + RANDOM % 20000))
+  p=$((10000 + RANDOM % 20000))   # below the ephemeral range
   if ! ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then port=$p; break; fi
 done
 [ -n "$port" ] || { echo "smoke: no free port" >&2; exit 1; }
@@ -38,8 +39,14 @@ done
 
 fail=0
 for codec in $codecs; do
-  # 50 connections, rooms of 10, 10 msg/s each (under the default 60/s rate limit).
-  line=$("$loadgen" --url "ws://127.0.0.1:$port/rooms" --codec "$codec" --conns 50 --room 10 \
+  case "$codec" in
+    cl5) mode=(--url "ws://127.0.0.1:$port/cl5?ugi=smoke" --cl5) ;;
+    peerjs) mode=(--url "ws://127.0.0.1:$port/" --peerjs) ;;
+    *) mode=(--url "ws://127.0.0.1:$port/rooms" --codec "$codec") ;;
+  esac
+  # 50 connections, rooms of 10, 10 msg/s each (under the default 60/s rate limit; 50
+  # cloudlink upgrades are under the default 120 per address per minute).
+  line=$("$loadgen" "${mode[@]}" --conns 50 --room 10 \
     --rate 10 --size 64 --duration 2 --warmup 1 --room-prefix "smoke-$codec" -q \
     --server-pid "$pid" 2> "$tmp/loadgen-$codec.log") || true
   echo "smoke $codec: $line"
