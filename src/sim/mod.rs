@@ -5,6 +5,8 @@
 //! with the rooms dialect's helpers in `rooms`.
 
 mod cloudlink;
+mod pairkit;
+pub use pairkit::Phone;
 mod rooms;
 
 use std::collections::{HashMap, VecDeque};

@@ -5,6 +5,7 @@
 mod cloudlink;
 mod dirty;
 mod matchmaking;
+mod pairkit;
 mod peerjs;
 mod resume;
 mod rooms;
