@@ -642,7 +642,7 @@ fn join_errors_come_in_the_page_order() {
     let a = sim.pk_phone(0, &code, "a");
     let c = sim.pk(0, ip("198.51.100.4"));
     let unknown = if code == "ZZZZ" { "YYYY" } else { "ZZZZ" };
-    let mut ask = |sim: &mut Sim, msg: Value| {
+    let ask = |sim: &mut Sim, msg: Value| {
         sim.send(c, msg);
         errors(sim, c)
     };
@@ -1061,4 +1061,760 @@ fn a_removal_ends_the_players_open_request_before_the_leave() {
         ("player.leave", "kicked"),
     ];
     assert_eq!(types, want.map(|(a, b)| (a.to_string(), b.to_string())));
+}
+
+// ---- Control ----
+
+#[test]
+fn send_to_player_reaches_one_phone_or_says_why_not() {
+    let (mut sim, host, _code, phones) = game(2, 0, 1, &["a", "b"]);
+    let (a, b) = (&phones[0], &phones[1]);
+    sim.send(host, json!({"type": "control.send_to_player", "player_id": a.id, "event": "buzz", "payload": {"ms": 200}}));
+    assert_eq!(
+        only(&mut sim, a.c),
+        json!({"type": "control.event", "event": "buzz", "payload": {"ms": 200}})
+    );
+    assert!(sim.pk_frames(b.c).is_empty());
+    sim.send(
+        host,
+        json!({"type": "control.send_to_player", "player_id": "p9", "event": "x"}),
+    );
+    assert_eq!(errors(&mut sim, host), ["player_not_found"]);
+    sim.disconnect(b.c);
+    sim.send(
+        host,
+        json!({"type": "control.send_to_player", "player_id": b.id, "event": "x"}),
+    );
+    assert_eq!(errors(&mut sim, host), ["player_offline"]);
+}
+
+#[test]
+fn a_broadcast_reaches_every_online_phone() {
+    let (mut sim, host, _code, phones) = game(2, 1, 0, &["a", "b", "c"]);
+    sim.disconnect(phones[2].c);
+    sim.send(
+        host,
+        json!({"type": "control.broadcast", "event": "round", "payload": [1, 2]}),
+    );
+    for p in &phones[..2] {
+        assert_eq!(
+            only(&mut sim, p.c),
+            json!({"type": "control.event", "event": "round", "payload": [1, 2]})
+        );
+    }
+    sim.advance(5_000);
+    assert!(
+        sim.pk_frames(host).is_empty(),
+        "no result for an untracked broadcast"
+    );
+}
+
+/// The host's one `control.broadcast_result` for `id`.
+fn result_of(sim: &mut Sim, host: ClientId, id: &str) -> Value {
+    let frames = sim.pk_frames(host);
+    let results: Vec<&Value> = frames
+        .iter()
+        .filter(|v| v["type"] == "control.broadcast_result")
+        .collect();
+    assert_eq!(results.len(), 1, "exactly one result: {frames:?}");
+    assert_eq!(results[0]["broadcast_id"], id);
+    results[0]["results"].clone()
+}
+
+#[test]
+fn a_tracked_broadcast_has_exactly_one_result_when_every_online_player_acked() {
+    let (mut sim, host, _code, phones) = game(2, 0, 1, &["a", "b", "c"]);
+    sim.disconnect(phones[2].c);
+    sim.send(
+        host,
+        json!({"type": "control.broadcast", "event": "go", "broadcast_id": "b1"}),
+    );
+    for p in &phones[..2] {
+        assert_eq!(
+            only(&mut sim, p.c),
+            json!({"type": "control.event", "event": "go", "broadcast_id": "b1"})
+        );
+    }
+    sim.send(
+        phones[0].c,
+        json!({"type": "control.ack", "broadcast_id": "b1"}),
+    );
+    sim.send(
+        phones[0].c,
+        json!({"type": "control.ack", "broadcast_id": "b1"}),
+    );
+    assert!(sim.pk_frames(host).is_empty(), "b has not acked");
+    sim.send(
+        phones[1].c,
+        json!({"type": "control.ack", "broadcast_id": "b1"}),
+    );
+    assert_eq!(
+        result_of(&mut sim, host, "b1"),
+        json!({"p1": "delivered", "p2": "delivered", "p3": "missed"})
+    );
+    sim.advance(3_000);
+    sim.send(
+        phones[1].c,
+        json!({"type": "control.ack", "broadcast_id": "b1"}),
+    );
+    sim.send(
+        phones[1].c,
+        json!({"type": "control.ack", "broadcast_id": "nope"}),
+    );
+    assert!(
+        sim.pk_frames(host).is_empty(),
+        "late and unknown acks are ignored"
+    );
+    // A finished id can be used again.
+    sim.send(host, json!({"type": "control.broadcast", "event": "go", "broadcast_id": "b1", "ack_timeout_ms": 100}));
+    assert!(errors(&mut sim, host).is_empty());
+}
+
+#[test]
+fn a_tracked_broadcast_times_out_with_delivered_missed_and_timed_out() {
+    let (mut sim, host, _code, phones) = game(2, 0, 1, &["a", "b", "c", "d"]);
+    sim.disconnect(phones[3].c);
+    sim.send(host, json!({"type": "control.broadcast", "event": "go", "broadcast_id": "x", "ack_timeout_ms": 500}));
+    sim.send(
+        phones[0].c,
+        json!({"type": "control.ack", "broadcast_id": "x"}),
+    );
+    // c drops after it was sent, then comes back and acks too late: timed_out all the same.
+    sim.disconnect(phones[2].c);
+    sim.send(
+        host,
+        json!({"type": "control.broadcast", "event": "go", "broadcast_id": "x"}),
+    );
+    assert_eq!(
+        errors(&mut sim, host),
+        ["malformed_message"],
+        "its id is still pending"
+    );
+    sim.advance(499);
+    assert!(sim
+        .pk_frames(host)
+        .iter()
+        .all(|v| v["type"] != "control.broadcast_result"));
+    sim.advance(1);
+    assert_eq!(
+        result_of(&mut sim, host, "x"),
+        json!({"p1": "delivered", "p2": "timed_out", "p3": "timed_out", "p4": "missed"})
+    );
+    // The default deadline is 2000 ms.
+    sim.send(
+        host,
+        json!({"type": "control.broadcast", "event": "go", "broadcast_id": "y"}),
+    );
+    sim.advance(1_999);
+    assert!(sim.pk_frames(host).is_empty());
+    sim.advance(1);
+    assert_eq!(result_of(&mut sim, host, "y")["p1"], "timed_out");
+}
+
+#[test]
+fn a_tracked_broadcast_with_nobody_online_has_its_result_at_once() {
+    let (mut sim, host, _code, phones) = game(1, 0, 0, &["a"]);
+    sim.disconnect(phones[0].c);
+    sim.send(
+        host,
+        json!({"type": "control.broadcast", "event": "go", "broadcast_id": "z"}),
+    );
+    assert_eq!(result_of(&mut sim, host, "z"), json!({"p1": "missed"}));
+    let (mut sim, host, _code, _) = game(1, 0, 0, &[]);
+    sim.send(
+        host,
+        json!({"type": "control.broadcast", "event": "go", "broadcast_id": "z"}),
+    );
+    assert_eq!(result_of(&mut sim, host, "z"), json!({}));
+}
+
+#[test]
+fn what_a_phone_sends_the_host_carries_the_relays_player_id() {
+    let (mut sim, host, _code, phones) = game(2, 0, 1, &["a"]);
+    let a = &phones[0];
+    sim.send(
+        host,
+        json!({"type": "control.request", "request_id": "r", "player_id": a.id, "kind": "k"}),
+    );
+    for msg in [
+        json!({"type": "input.widget_event", "widget_id": "w", "event_type": "press", "payload": {}, "player_id": "p9"}),
+        json!({"type": "screen.acknowledge", "screen": "s", "revision": 0, "player_id": "p9"}),
+        json!({"type": "control.resend_accepted", "replayed_count": 3, "player_id": "p9"}),
+        json!({"type": "control.resend_failed", "reason": "gone", "player_id": "p9"}),
+        json!({"type": "player.update", "name": "n", "player_id": "p9"}),
+        json!({"type": "input.response", "request_id": "r", "payload": 1, "player_id": "p9"}),
+    ] {
+        sim.send(a.c, msg.clone());
+        let got = only(&mut sim, host);
+        assert_eq!(got["type"], msg["type"]);
+        assert_eq!(got["player_id"], a.id, "{msg}");
+    }
+    sim.send(
+        host,
+        json!({"type": "control.request", "request_id": "r2", "player_id": a.id, "kind": "k"}),
+    );
+    sim.send(
+        a.c,
+        json!({"type": "control.request_cancel", "request_id": "r2", "player_id": "p9"}),
+    );
+    assert_eq!(
+        only(&mut sim, host),
+        json!({"type": "control.request_cancel", "request_id": "r2", "player_id": a.id, "reason": "cancelled"})
+    );
+}
+
+#[test]
+fn resend_requests_go_to_the_phone_and_the_relay_answers_for_an_offline_one() {
+    let (mut sim, host, _code, phones) = game(2, 0, 1, &["a", "b"]);
+    let msg = |p: &str| json!({"type": "control.resend_request", "player_id": p, "widget_id": "pad", "stroke_id": "s1", "from_seq": 4});
+    sim.send(host, msg(&phones[0].id));
+    assert_eq!(
+        only(&mut sim, phones[0].c),
+        json!({"type": "control.resend_request", "widget_id": "pad", "stroke_id": "s1", "from_seq": 4})
+    );
+    sim.send(host, msg("p7"));
+    assert_eq!(errors(&mut sim, host), ["player_not_found"]);
+    sim.disconnect(phones[1].c);
+    sim.send(host, msg(&phones[1].id));
+    assert_eq!(
+        only(&mut sim, host),
+        json!({"type": "control.resend_failed", "player_id": phones[1].id, "reason": "player_offline"})
+    );
+    sim.send(
+        phones[0].c,
+        json!({"type": "control.resend_accepted", "replayed_count": 2}),
+    );
+    assert_eq!(
+        only(&mut sim, host),
+        json!({"type": "control.resend_accepted", "replayed_count": 2, "player_id": phones[0].id})
+    );
+}
+
+// ---- Requests ----
+
+#[test]
+fn a_request_answered_reaches_the_host_once_and_a_late_answer_is_request_cancelled() {
+    let (mut sim, host, _code, phones) = game(2, 1, 0, &["a"]);
+    let a = &phones[0];
+    sim.send(host, json!({"type": "control.request", "request_id": "q", "player_id": a.id, "kind": "text", "payload": {"prompt": "?"}, "timeout_ms": 5000}));
+    assert_eq!(
+        only(&mut sim, a.c),
+        json!({"type": "control.request", "request_id": "q", "kind": "text", "payload": {"prompt": "?"}, "timeout_ms": 5000})
+    );
+    sim.send(
+        a.c,
+        json!({"type": "input.response", "request_id": "q", "payload": "hi"}),
+    );
+    assert_eq!(
+        only(&mut sim, host),
+        json!({"type": "input.response", "request_id": "q", "player_id": a.id, "payload": "hi"})
+    );
+    sim.send(
+        a.c,
+        json!({"type": "input.response", "request_id": "q", "payload": "again"}),
+    );
+    assert_eq!(errors(&mut sim, a.c), ["request_cancelled"]);
+    sim.send(
+        a.c,
+        json!({"type": "input.response", "request_id": "never", "payload": 0}),
+    );
+    assert_eq!(errors(&mut sim, a.c), ["request_cancelled"]);
+    sim.advance(6_000);
+    assert!(
+        sim.pk_frames(host).is_empty(),
+        "an answered request does not time out"
+    );
+    assert_eq!(sim.pairkit(1).metrics.dropped(Dropped::RequestCancelled), 2);
+}
+
+#[test]
+fn a_newer_request_supersedes_the_open_one_on_both_sides() {
+    let (mut sim, host, _code, phones) = game(1, 0, 0, &["a"]);
+    let a = &phones[0];
+    sim.send(
+        host,
+        json!({"type": "control.request", "request_id": "one", "player_id": a.id, "kind": "k"}),
+    );
+    sim.pk_frames(a.c);
+    sim.send(
+        host,
+        json!({"type": "control.request", "request_id": "two", "player_id": a.id, "kind": "k"}),
+    );
+    assert_eq!(
+        sim.pk_frames(a.c),
+        [
+            json!({"type": "control.request_cancel", "request_id": "one", "reason": "superseded"}),
+            json!({"type": "control.request", "request_id": "two", "kind": "k"})
+        ]
+    );
+    assert_eq!(
+        only(&mut sim, host),
+        json!({"type": "control.request_cancel", "request_id": "one", "player_id": a.id, "reason": "superseded"})
+    );
+    sim.send(
+        a.c,
+        json!({"type": "input.response", "request_id": "one", "payload": 1}),
+    );
+    assert_eq!(errors(&mut sim, a.c), ["request_cancelled"]);
+}
+
+#[test]
+fn the_same_request_id_again_is_a_resend_and_restarts_its_timeout() {
+    let (mut sim, host, _code, phones) = game(1, 0, 0, &["a", "b"]);
+    let (a, b) = (&phones[0], &phones[1]);
+    let req = json!({"type": "control.request", "request_id": "r", "player_id": a.id, "kind": "k", "timeout_ms": 1000});
+    sim.send(host, req.clone());
+    sim.advance(800);
+    sim.send(host, req);
+    assert_eq!(
+        sim.pk_types(a.c),
+        ["control.request", "control.request"],
+        "forwarded again, no cancel"
+    );
+    assert!(sim.pk_frames(host).is_empty());
+    sim.advance(900);
+    assert!(sim.pk_frames(host).is_empty(), "restarted at 800");
+    sim.advance(100);
+    assert_eq!(
+        only(&mut sim, a.c),
+        json!({"type": "control.request_cancel", "request_id": "r", "reason": "timeout"})
+    );
+    assert_eq!(
+        only(&mut sim, host),
+        json!({"type": "control.request_cancel", "request_id": "r", "player_id": a.id, "reason": "timeout"})
+    );
+    // An id open for another player is malformed.
+    sim.send(
+        host,
+        json!({"type": "control.request", "request_id": "mine", "player_id": a.id, "kind": "k"}),
+    );
+    sim.send(
+        host,
+        json!({"type": "control.request", "request_id": "mine", "player_id": b.id, "kind": "k"}),
+    );
+    assert_eq!(errors(&mut sim, host), ["malformed_message"]);
+    assert!(sim.pk_frames(b.c).is_empty());
+    // timeout_ms is at most 600000.
+    sim.send(host, json!({"type": "control.request", "request_id": "t", "player_id": b.id, "kind": "k", "timeout_ms": 600_001}));
+    assert_eq!(errors(&mut sim, host), ["malformed_message"]);
+}
+
+#[test]
+fn cancels_from_either_side_and_a_disconnect_each_end_a_request_once() {
+    let (mut sim, host, _code, phones) = game(2, 0, 1, &["a"]);
+    let a = &phones[0];
+    let open = |sim: &mut Sim, id: &str| {
+        sim.send(
+            host,
+            json!({"type": "control.request", "request_id": id, "player_id": a.id, "kind": "k"}),
+        );
+        sim.pk_frames(a.c);
+    };
+    open(&mut sim, "h");
+    sim.send(
+        host,
+        json!({"type": "control.request_cancel", "request_id": "h"}),
+    );
+    assert_eq!(
+        only(&mut sim, a.c),
+        json!({"type": "control.request_cancel", "request_id": "h", "reason": "cancelled"})
+    );
+    assert!(
+        sim.pk_frames(host).is_empty(),
+        "the host cancelled it itself"
+    );
+    open(&mut sim, "p");
+    sim.send(
+        a.c,
+        json!({"type": "control.request_cancel", "request_id": "p"}),
+    );
+    assert_eq!(
+        only(&mut sim, host),
+        json!({"type": "control.request_cancel", "request_id": "p", "player_id": a.id, "reason": "cancelled"})
+    );
+    // Cancels naming no open request are ignored, from either side.
+    sim.send(
+        a.c,
+        json!({"type": "control.request_cancel", "request_id": "p"}),
+    );
+    sim.send(
+        host,
+        json!({"type": "control.request_cancel", "request_id": "zz"}),
+    );
+    assert!(sim.pk_frames(host).is_empty() && sim.pk_frames(a.c).is_empty());
+    open(&mut sim, "d");
+    sim.disconnect(a.c);
+    assert_eq!(
+        only(&mut sim, host),
+        json!({"type": "control.request_cancel", "request_id": "d", "player_id": a.id, "reason": "player_disconnected"})
+    );
+    // A request to an offline player opens nothing.
+    sim.send(host, json!({"type": "control.request", "request_id": "o", "player_id": a.id, "kind": "k", "timeout_ms": 10}));
+    assert_eq!(errors(&mut sim, host), ["player_offline"]);
+    sim.advance(100);
+    assert!(sim.pk_frames(host).is_empty());
+}
+
+// ---- Screens ----
+
+#[test]
+fn screen_show_raises_each_targets_revision_and_stamps_shown_at() {
+    let (mut sim, host, code, phones) = game(2, 0, 1, &["a", "b"]);
+    let (a, b) = (&phones[0], &phones[1]);
+    sim.advance(5);
+    sim.send(
+        host,
+        json!({"type": "screen.show", "player_ids": [a.id, "p77"], "screen": "vote"}),
+    );
+    let at = 1_700_000_000_000u64 + 6;
+    assert_eq!(
+        only(&mut sim, a.c),
+        json!({"type": "screen.show", "screen": "vote", "data": {}, "revision": 1, "shown_at": at})
+    );
+    assert!(sim.pk_frames(b.c).is_empty(), "not a target");
+    assert!(errors(&mut sim, host).is_empty(), "unknown ids are skipped");
+    sim.send(
+        host,
+        json!({"type": "screen.show", "screen": "play", "data": {"round": 2}}),
+    );
+    assert_eq!(only(&mut sim, a.c)["revision"], 2);
+    assert_eq!(only(&mut sim, b.c)["revision"], 1, "per player");
+    sim.send(b.c, json!({"type": "screen.query"}));
+    assert_eq!(
+        only(&mut sim, b.c),
+        json!({"type": "screen.state", "screen_name": "play", "data": {"round": 2}, "revision": 1, "shown_at": at})
+    );
+    sim.send(
+        b.c,
+        json!({"type": "screen.acknowledge", "screen": "play", "revision": 1}),
+    );
+    assert_eq!(
+        only(&mut sim, host),
+        json!({"type": "screen.acknowledge", "screen": "play", "revision": 1, "player_id": b.id})
+    );
+    let _ = code;
+}
+
+#[test]
+fn update_data_merges_shallowly_and_the_phone_gets_the_patch_as_sent() {
+    let (mut sim, host, _code, phones) = game(1, 0, 0, &["a"]);
+    let a = &phones[0];
+    sim.send(host, json!({"type": "screen.show", "screen": "s", "data": {"score": 1, "me": {"hp": 3, "mp": 1}, "keep": true}}));
+    sim.pk_frames(a.c);
+    sim.send(
+        host,
+        json!({"type": "screen.update_data", "data": {"score": 2, "me": {"hp": 2}, "gone": null}}),
+    );
+    assert_eq!(
+        only(&mut sim, a.c),
+        json!({"type": "screen.update_data", "data": {"score": 2, "me": {"hp": 2}, "gone": null}, "revision": 2})
+    );
+    sim.send(a.c, json!({"type": "screen.query"}));
+    let state = only(&mut sim, a.c);
+    assert_eq!(
+        state["data"],
+        json!({"score": 2, "me": {"hp": 2}, "keep": true, "gone": null}),
+        "top-level keys replaced, nested not merged, null kept"
+    );
+    assert_eq!(state["revision"], 2);
+}
+
+#[test]
+fn a_host_revision_must_be_above_every_targets_or_nothing_is_applied() {
+    let (mut sim, host, code, phones) = game(1, 0, 0, &["a", "b"]);
+    let (a, b) = (&phones[0], &phones[1]);
+    sim.send(
+        host,
+        json!({"type": "screen.show", "player_ids": [a.id], "screen": "s", "revision": 5}),
+    );
+    assert_eq!(only(&mut sim, a.c)["revision"], 5);
+    sim.send(
+        host,
+        json!({"type": "screen.update_data", "data": {"x": 1}, "revision": 5}),
+    );
+    assert_eq!(errors(&mut sim, host), ["revision_conflict"]);
+    assert!(
+        sim.pk_frames(a.c).is_empty() && sim.pk_frames(b.c).is_empty(),
+        "applied to no target"
+    );
+    let party = sim.pairkit(0).party(&code).unwrap();
+    assert_eq!(
+        party.player(&b.id).unwrap().screen.revision,
+        0,
+        "b untouched"
+    );
+    assert!(party.player(&a.id).unwrap().screen.data.is_empty());
+    sim.send(
+        host,
+        json!({"type": "screen.update_data", "data": {"x": 1}, "revision": 6}),
+    );
+    assert_eq!(
+        only(&mut sim, a.c),
+        json!({"type": "screen.update_data", "data": {"x": 1}, "revision": 6})
+    );
+    assert_eq!(only(&mut sim, b.c)["revision"], 6);
+    sim.send(
+        host,
+        json!({"type": "screen.update_data", "data": {"x": 2}}),
+    );
+    assert_eq!(only(&mut sim, a.c)["revision"], 7, "current + 1");
+    assert_eq!(sim.pairkit(0).metrics.dropped(Dropped::RevisionConflict), 1);
+}
+
+#[test]
+fn with_a_flow_an_unknown_screen_is_screen_not_found() {
+    let mut sim = Sim::new(1, cfg());
+    let (host, code, _) = sim.pk_host(0, json!({"flow": flow()}));
+    let a = sim.pk_phone(0, &code, "a");
+    sim.send(host, json!({"type": "screen.show", "screen": "nowhere"}));
+    assert_eq!(errors(&mut sim, host), ["screen_not_found"]);
+    assert!(sim.pk_frames(a.c).is_empty());
+    sim.send(host, json!({"type": "screen.show", "screen": "play"}));
+    assert_eq!(sim.pk_types(a.c), ["screen.show"]);
+}
+
+#[test]
+fn a_player_in_its_grace_window_is_updated_and_finds_its_screen_on_resume() {
+    let (mut sim, host, code, phones) = game(2, 0, 1, &["a"]);
+    let a = &phones[0];
+    sim.send(a.c, json!({"type": "screen.query"}));
+    assert_eq!(
+        only(&mut sim, a.c),
+        json!({"type": "screen.state", "data": {}, "revision": 0}),
+        "no screen yet: no name, no shown_at"
+    );
+    sim.disconnect(a.c);
+    sim.send(
+        host,
+        json!({"type": "screen.show", "screen": "s", "data": {"v": 1}}),
+    );
+    sim.send(
+        host,
+        json!({"type": "screen.update_data", "data": {"w": 2}}),
+    );
+    let c = sim.pk(0, None);
+    sim.send(c, json!({"type": "session.join", "code": code, "resume_player_id": a.id, "resume_token": a.token}));
+    let screen = &only(&mut sim, c)["screen"];
+    assert_eq!(screen["screen_name"], "s");
+    assert_eq!(screen["data"], json!({"v": 1, "w": 2}));
+    assert_eq!(screen["revision"], 2);
+}
+
+// ---- Input ----
+
+#[test]
+fn widget_events_reach_the_host_and_stale_ones_are_dropped_and_counted() {
+    let (mut sim, host, _code, phones) = game(2, 0, 1, &["a"]);
+    let a = &phones[0];
+    let event = |rev: Value| {
+        let mut m = json!({"type": "input.widget_event", "widget_id": "w", "event_type": "press", "payload": {"n": 1}});
+        if !rev.is_null() {
+            m["revision"] = rev;
+        }
+        m
+    };
+    sim.send(a.c, event(json!(0)));
+    assert_eq!(
+        only(&mut sim, host),
+        json!({"type": "input.widget_event", "widget_id": "w", "event_type": "press", "payload": {"n": 1}, "revision": 0, "player_id": a.id})
+    );
+    sim.send(host, json!({"type": "screen.show", "screen": "s"}));
+    sim.send(
+        host,
+        json!({"type": "screen.update_data", "data": {"k": 1}}),
+    );
+    sim.pk_frames(a.c);
+    sim.send(a.c, event(json!(0)));
+    assert_eq!(errors(&mut sim, a.c), ["stale_input"]);
+    assert!(sim.pk_frames(host).is_empty(), "dropped");
+    sim.send(a.c, event(json!(1)));
+    assert_eq!(
+        only(&mut sim, host)["revision"],
+        1,
+        "update_data does not make input stale"
+    );
+    sim.send(a.c, event(Value::Null));
+    assert_eq!(
+        sim.pk_types(host),
+        ["input.widget_event"],
+        "no revision is never stale"
+    );
+    assert_eq!(sim.pairkit(0).metrics.dropped(Dropped::StaleInput), 1);
+}
+
+#[test]
+fn strict_payloads_check_widget_events_against_the_flow() {
+    let mut config = cfg();
+    config.pairkit.strict_payloads = true;
+    let mut sim = Sim::new(1, config);
+    let (host, code, _) = sim.pk_host(0, json!({"flow": flow()}));
+    let a = sim.pk_phone(0, &code, "a");
+    sim.pk_frames(host);
+    let check = |sim: &mut Sim, widget: &str, event: &str, payload: Value, ok: bool| {
+        sim.send(a.c, json!({"type": "input.widget_event", "widget_id": widget, "event_type": event, "payload": payload}));
+        let (to_host, errs) = (sim.pk_frames(host).len(), errors(sim, a.c));
+        if ok {
+            assert_eq!(
+                (to_host, errs.len()),
+                (1, 0),
+                "{widget} {event} {payload} passes"
+            );
+        } else {
+            assert_eq!(
+                (to_host, errs),
+                (0, vec!["malformed_message".to_string()]),
+                "{widget} {event} {payload} is refused"
+            );
+        }
+    };
+    // On the initial screen only its widgets exist.
+    check(&mut sim, "ready", "press", json!({}), true);
+    check(&mut sim, "ready", "release", json!({"t": 1}), true);
+    check(&mut sim, "ready", "press", json!(1), false);
+    check(&mut sim, "ready", "hold", json!({}), false);
+    check(&mut sim, "stick", "move", json!({"x": 0, "y": 0}), false);
+    sim.send(host, json!({"type": "screen.show", "screen": "play"}));
+    sim.pk_frames(a.c);
+    check(
+        &mut sim,
+        "stick",
+        "move",
+        json!({"x": -1, "y": 0.5, "extra": true}),
+        true,
+    );
+    check(&mut sim, "stick", "move", json!({"x": 1.01, "y": 0}), false);
+    check(&mut sim, "stick", "move", json!({"x": 0}), false);
+    check(&mut sim, "pick", "select", json!({"choice_id": "b"}), true);
+    check(&mut sim, "pick", "select", json!({"choice_id": "c"}), false);
+    check(
+        &mut sim,
+        "pad",
+        "stroke_progress",
+        json!({"stroke_id": "s", "seq": 0, "points": [[0, 0], [1, 0.5]]}),
+        true,
+    );
+    check(
+        &mut sim,
+        "pad",
+        "stroke_progress",
+        json!({"stroke_id": "s", "seq": 1, "points": []}),
+        false,
+    );
+    check(
+        &mut sim,
+        "pad",
+        "stroke_progress",
+        json!({"stroke_id": "s", "seq": 1, "points": [[0, 1.5]]}),
+        false,
+    );
+    check(
+        &mut sim,
+        "pad",
+        "stroke_progress",
+        json!({"stroke_id": "s", "seq": -1, "points": [[0, 0]]}),
+        false,
+    );
+    check(
+        &mut sim,
+        "pad",
+        "stroke_end",
+        json!({"stroke_id": "s", "seq": 2}),
+        true,
+    );
+    check(&mut sim, "pad", "stroke_end", json!({"seq": 2}), false);
+    check(&mut sim, "dial", "turn", json!("anything"), true);
+    check(&mut sim, "ready", "press", json!({}), false);
+    // Off (the default), or without a flow: unchecked.
+    let mut sim = Sim::new(1, cfg());
+    let (host, code, _) = sim.pk_host(0, json!({"flow": flow()}));
+    let a = sim.pk_phone(0, &code, "a");
+    sim.pk_frames(host);
+    sim.send(
+        a.c,
+        json!({"type": "input.widget_event", "widget_id": "nope", "event_type": "x", "payload": 1}),
+    );
+    assert_eq!(sim.pk_types(host), ["input.widget_event"]);
+}
+
+// ---- Liveness ----
+
+#[test]
+fn system_ping_is_answered_with_the_relays_clock() {
+    let mut sim = Sim::new(1, cfg());
+    let c = sim.pk(0, None);
+    sim.advance(41);
+    sim.send(c, json!({"type": "system.ping", "sent_at": 1234.5}));
+    assert_eq!(
+        only(&mut sim, c),
+        json!({"type": "system.pong", "sent_at": 1234.5, "received_at": 1_700_000_000_042u64})
+    );
+    sim.send(c, json!({"type": "system.ping"}));
+    assert_eq!(
+        errors(&mut sim, c),
+        ["malformed_message"],
+        "sent_at is required"
+    );
+}
+
+#[test]
+fn a_silent_socket_is_pinged_then_closed_idle_and_its_player_gets_the_grace_window() {
+    let mut config = cfg();
+    config.limits.ping_ms = 15_000;
+    config.limits.idle_ms = 45_000;
+    let mut sim = Sim::new(1, config);
+    let (host, code, _) = sim.pk_host(0, json!({}));
+    let a = sim.pk_phone(0, &code, "a");
+    sim.pk_frames(host);
+    for _ in 0..50 {
+        sim.advance(1_000);
+        sim.send(host, json!({"type": "system.ping", "sent_at": 0}));
+    }
+    let frames = sim.drain(a.c);
+    assert!(
+        frames
+            .iter()
+            .any(|r| matches!(r, huddle::sim::Received::Ping)),
+        "pinged: {frames:?}"
+    );
+    assert!(frames
+        .iter()
+        .any(|r| matches!(r, huddle::sim::Received::Close(1001, reason) if reason == "idle")));
+    assert!(sim.is_connected(host), "the host spoke");
+    let party = sim.pairkit(0).party(&code).unwrap();
+    assert!(
+        party.players[0].socket.is_none(),
+        "not an ending: the grace window"
+    );
+    assert!(!sim
+        .pk_frames(host)
+        .iter()
+        .any(|v| v["type"] == "player.leave"));
+}
+
+// ---- Metrics ----
+
+#[test]
+fn metrics_count_each_drop_by_reason() {
+    let mut sim = Sim::new(1, cfg());
+    let (host, code, _) = sim.pk_host(0, json!({}));
+    let a = sim.pk_phone(0, &code, "a");
+    sim.disconnect(host);
+    sim.send(
+        a.c,
+        json!({"type": "input.widget_event", "widget_id": "w", "event_type": "e", "payload": 1}),
+    );
+    sim.send(a.c, json!({"type": "bogus"}));
+    let m = &sim.pairkit(0).metrics;
+    assert_eq!(m.dropped(Dropped::HostAbsent), 1);
+    assert_eq!(m.dropped(Dropped::MalformedMessage), 1);
+    let mut text = String::new();
+    huddle::metrics::DialectMetrics::samples(&**m, &mut |s| {
+        text.push_str(&format!("{}{:?}={}\n", s.name, s.labels, s.value));
+    });
+    assert!(
+        text.contains(r#"huddle_pairkit_dropped_total[("reason", "host_absent")]=1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"huddle_pairkit_dropped_total[("reason", "stale_input")]=0"#));
+    assert!(text.contains("huddle_pairkit_sessions[]=1"));
 }
