@@ -93,11 +93,14 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         );
     }
     let mode = cfg.auth.mode;
-    let dialects = if cfg.echo.enabled {
-        "rooms at /rooms and /, echo at /echo"
-    } else {
-        "rooms at /rooms and /"
-    };
+    let mut dialects = format!(
+        "rooms at /rooms and /, cloudlink at /cl5 and /?ugi=… (PeerJS broker at {}peerjs), \
+         pairkit at /pairkit and / (a first message with a type)",
+        cfg.cloudlink.peerjs_prefix
+    );
+    if cfg.echo.enabled {
+        dialects.push_str(", echo at /echo");
+    }
     let server = huddle::start(cfg).context("starting the server")?;
     tracing::info!(
         "listening on {} (shards={}, auth={}, dialects: {dialects})",
