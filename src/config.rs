@@ -506,6 +506,40 @@ types = ["echo_room"]
     }
 
     #[test]
+    fn pairkit_defaults_strict_needs_a_key_and_a_store_is_refused() {
+        let c = Config::default().pairkit;
+        assert_eq!(c.auth, PairkitAuth::Open);
+        assert_eq!((c.msgs_per_s, c.msgs_burst), (100, 200));
+        assert_eq!(c.session_ttl_ms, 4 * 3600 * 1000);
+        assert_eq!(
+            (c.players_max, c.join_failures_per_min, c.grace_ms),
+            (100, 10, 60_000)
+        );
+        assert!(!c.strict_payloads && c.store.is_empty());
+        let strict = Config::parse("[pairkit]\nauth = \"strict\"").unwrap();
+        assert!(strict.validate().is_err(), "strict without keys");
+        let strict = Config::parse("[pairkit]\nauth = \"strict\"\napi_keys = [\"k\"]").unwrap();
+        assert!(strict.validate().is_ok());
+        let store = Config::parse("[pairkit]\nstore = \"file:/var/lib/huddle\"").unwrap();
+        let err = store.validate().unwrap_err().to_string();
+        assert!(err.contains("pairkit.store"), "{err}");
+        for bad in [
+            "msgs_per_s = 0",
+            "msgs_burst = 0",
+            "players_max = 0",
+            "session_ttl_ms = 0",
+        ] {
+            let c = Config::parse(&format!("[pairkit]\n{bad}")).unwrap();
+            assert!(c.validate().is_err(), "{bad}");
+        }
+        assert!(Config::parse("[pairkit]\nauth = \"closed\"").is_err());
+        assert!(
+            Config::parse("[pairkit]\ngrace = 1").is_err(),
+            "unknown keys are errors"
+        );
+    }
+
+    #[test]
     fn cloudlink_defaults_and_token_mode_needs_a_secret() {
         let c = Config::default().cloudlink;
         assert_eq!(c.auth, CloudlinkAuth::Guest);
