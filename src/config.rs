@@ -505,6 +505,20 @@ types = ["echo_room"]
         c.validate().unwrap();
     }
 
+    /// The README's configuration block lists every key with its default: it parses, and
+    /// to exactly the built-in defaults.
+    #[test]
+    fn the_readme_config_block_is_the_defaults() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("```toml\n")
+            .expect("README has a toml block")
+            + 8;
+        let len = readme[start..].find("```").expect("closed");
+        let parsed = Config::parse(&readme[start..start + len]).expect("the block parses");
+        assert_eq!(parsed, Config::default());
+    }
+
     #[test]
     fn pairkit_defaults_strict_needs_a_key_and_a_store_is_refused() {
         let c = Config::default().pairkit;
