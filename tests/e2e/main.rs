@@ -4,6 +4,7 @@
 
 mod cloudlink;
 mod flush;
+mod pairkit;
 mod peerjs;
 mod peerjs_client;
 mod process;

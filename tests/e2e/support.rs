@@ -769,10 +769,19 @@ pub fn ws_connect_on_shard(
     addr: SocketAddr,
     shard: u16,
 ) -> (WebSocket<TcpStream>, Vec<WebSocket<TcpStream>>) {
+    ws_connect_on_shard_at(addr, "/rooms", shard)
+}
+
+/// As `ws_connect_on_shard`, upgrading on `path`.
+pub fn ws_connect_on_shard_at(
+    addr: SocketAddr,
+    path: &str,
+    shard: u16,
+) -> (WebSocket<TcpStream>, Vec<WebSocket<TcpStream>>) {
     let mut elsewhere = Vec::new();
     for _ in 0..64 {
         let before = connections_per_shard(addr, 2);
-        let ws = ws_connect(addr, "/rooms");
+        let ws = ws_connect(addr, path);
         let deadline = Instant::now() + Duration::from_millis(300);
         let landed = loop {
             let now = connections_per_shard(addr, 2);
