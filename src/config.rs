@@ -510,10 +510,7 @@ types = ["echo_room"]
     #[test]
     fn the_readme_config_block_is_the_defaults() {
         let readme = include_str!("../README.md");
-        let start = readme
-            .find("```toml\n")
-            .expect("README has a toml block")
-            + 8;
+        let start = readme.find("```toml\n").expect("README has a toml block") + 8;
         let len = readme[start..].find("```").expect("closed");
         let parsed = Config::parse(&readme[start..start + len]).expect("the block parses");
         assert_eq!(parsed, Config::default());

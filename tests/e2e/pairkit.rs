@@ -799,3 +799,20 @@ fn pairkit_join_throttle_counts_unknown_codes_per_address_across_shards() {
     assert_eq!(errors("session_not_found"), f64::from(FAILURES));
     assert_eq!(errors("rate_limited"), 4.0);
 }
+
+#[test]
+fn pairkit_a_message_declared_over_sixteen_frames_is_not_read_and_closes_1009() {
+    let s = TestServer::start(|c| c.limits.frame_bytes_max = 1024);
+    let mut c = Pk::connect(s.addr, "big");
+    // Up to 16 × the bound is read, then refused as too large; the socket stays.
+    let pad = "x".repeat(16 * 1024 - 64);
+    assert_eq!(
+        c.refused(json!({"type": "system.ping", "sent_at": 1, "pad": pad})),
+        "payload_too_large"
+    );
+    c.ping(2);
+    // One byte past 16 × the bound is not read: close 1009.
+    let over = format!("{{\"type\":\"x\",\"pad\":\"{}\"}}", "y".repeat(16 * 1024));
+    let _ = c.ws.send(Message::text(over));
+    assert_eq!(c.closed().0, 1009);
+}
