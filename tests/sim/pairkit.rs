@@ -1818,3 +1818,86 @@ fn metrics_count_each_drop_by_reason() {
     assert!(text.contains(r#"huddle_pairkit_dropped_total[("reason", "stale_input")]=0"#));
     assert!(text.contains("huddle_pairkit_sessions[]=1"));
 }
+
+// ---- Secrets ----
+
+#[test]
+fn no_client_ever_sees_the_host_id_or_another_phones_resume_token() {
+    let mut sim = Sim::new(2, cfg());
+    let (host, code, host_id) = sim.pk_host(0, json!({"flow": flow()}));
+    let phones: Vec<Phone> = (0..6)
+        .map(|i| sim.pk_phone(i % 2, &code, &format!("n{i}")))
+        .collect();
+    let mut seen: Vec<(ClientId, String)> = Vec::new();
+    let mut watch = |sim: &mut Sim| {
+        for c in std::iter::once(host).chain(phones.iter().map(|p| p.c)) {
+            for v in sim.pk_frames(c) {
+                seen.push((c, v.to_string()));
+            }
+        }
+    };
+    // A busy session: screens, broadcasts, requests, inputs, updates, a drop and a
+    // resume, a host reattach with the roster, kicks.
+    sim.send(
+        host,
+        json!({"type": "screen.show", "screen": "play", "data": {"who": "all"}}),
+    );
+    sim.send(
+        host,
+        json!({"type": "control.broadcast", "event": "e", "broadcast_id": "b"}),
+    );
+    for p in &phones {
+        sim.send(p.c, json!({"type": "control.ack", "broadcast_id": "b"}));
+        sim.send(p.c, json!({"type": "input.widget_event", "widget_id": "fire", "event_type": "press", "payload": {}}));
+        sim.send(p.c, json!({"type": "player.update", "name": "x"}));
+        sim.send(host, json!({"type": "control.request", "request_id": format!("r{}", p.id), "player_id": p.id, "kind": "k"}));
+        sim.send(
+            p.c,
+            json!({"type": "input.response", "request_id": format!("r{}", p.id), "payload": 1}),
+        );
+    }
+    watch(&mut sim);
+    sim.disconnect(phones[0].c);
+    let back = sim.pk(1, None);
+    sim.send(back, json!({"type": "session.join", "code": code, "resume_player_id": phones[0].id, "resume_token": phones[0].token}));
+    let resumed = sim.pk_frames(back);
+    sim.disconnect(host);
+    let host2 = sim.pk(1, None);
+    sim.send(
+        host2,
+        json!({"type": "session.create", "resume_code": code, "resume_host_id": host_id}),
+    );
+    let reattached = sim.pk_frames(host2);
+    sim.send(
+        host2,
+        json!({"type": "player.kick", "player_id": phones[1].id}),
+    );
+    watch(&mut sim);
+    assert!(seen.len() > 40, "a busy session: {}", seen.len());
+    for (c, text) in &seen {
+        if *c != host {
+            assert!(!text.contains(&host_id), "a phone saw the host id: {text}");
+        }
+        for p in &phones {
+            if *c != p.c {
+                assert!(
+                    !text.contains(&p.token),
+                    "another client saw {}'s token: {text}",
+                    p.id
+                );
+            }
+        }
+    }
+    let reattached: String = reattached.iter().map(Value::to_string).collect();
+    assert!(
+        reattached.contains(&host_id),
+        "the host gets its own id back"
+    );
+    assert!(
+        phones.iter().all(|p| !reattached.contains(&p.token)),
+        "the roster has no tokens"
+    );
+    let resumed: String = resumed.iter().map(Value::to_string).collect();
+    assert!(!resumed.contains(&host_id));
+    assert!(phones[1..].iter().all(|p| !resumed.contains(&p.token)));
+}
