@@ -1,7 +1,7 @@
 //! The server's configuration: `huddle.toml` read with serde, every key optional.
 //! Owns parsing and validation of the file; not the CLI (main.rs) nor what the values do.
 //! `listen`, `shards`, `pin_shards`, `seed` and `[limits]` are the engine's; the other
-//! sections belong to the dialects (`[echo]`, `[cloudlink]`; the rooms dialect's `[auth]`,
+//! sections belong to the dialects (`[echo]`, `[cloudlink]`, `[pairkit]`; the rooms dialect's `[auth]`,
 //! `[policy]`, `[rooms]`, `[state]`, `[session]`, `[matchmaking]`).
 
 use std::collections::HashMap;
@@ -44,6 +44,8 @@ pub struct Config {
     pub echo: EchoConfig,
     /// The cloudlink dialect (CloudLink 5 signaling, the PeerJS broker, the relay).
     pub cloudlink: CloudlinkConfig,
+    /// The pairkit dialect (phones as controllers for a host screen).
+    pub pairkit: PairkitConfig,
     /// Seed for each shard's RNG (0 = from the OS). Ids and secrets come from a CSPRNG
     /// either way; a fixed seed is for reproducing a run.
     pub seed: u64,
@@ -64,6 +66,7 @@ impl Default for Config {
             matchmaking: MatchmakingConfig::default(),
             echo: EchoConfig::default(),
             cloudlink: CloudlinkConfig::default(),
+            pairkit: PairkitConfig::default(),
             seed: 0,
         }
     }
@@ -248,6 +251,63 @@ impl Default for CloudlinkConfig {
     }
 }
 
+/// How pairkit's `session.create` treats `api_key`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PairkitAuth {
+    /// A missing or unknown key is accepted.
+    #[default]
+    Open,
+    /// A key of `api_keys` is required; else `unauthorized`.
+    Strict,
+}
+
+/// `[pairkit]`: phones as controllers for a host screen (`protocols/pairkit.md`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PairkitConfig {
+    /// `open` (default) or `strict`.
+    pub auth: PairkitAuth,
+    /// The API keys `strict` accepts.
+    pub api_keys: Vec<String>,
+    /// Messages per second a phone socket may send (a host socket: 10×).
+    pub msgs_per_s: u32,
+    /// The burst a phone socket may send (a host socket: 10×).
+    pub msgs_burst: u32,
+    /// A session ends (`timeout`) this long after its creation.
+    pub session_ttl_ms: u64,
+    /// Players a session holds, those in their grace window included.
+    pub players_max: u32,
+    /// `session.join`s answered `session_not_found` per address (IPv6: its /64) within
+    /// 60 s before every join from it is answered `rate_limited`. 0 = no limit.
+    pub join_failures_per_min: u32,
+    /// How long a dropped player keeps its place for a resume.
+    pub grace_ms: u64,
+    /// Check widget events against the session's flow (reported to hosts as
+    /// `relay_capabilities.strict_payloads`).
+    pub strict_payloads: bool,
+    /// Durable sessions: not built yet (a later issue); only the default, empty (sessions
+    /// live in memory and a restart ends them), is accepted.
+    pub store: String,
+}
+
+impl Default for PairkitConfig {
+    fn default() -> Self {
+        PairkitConfig {
+            auth: PairkitAuth::Open,
+            api_keys: Vec::new(),
+            msgs_per_s: 100,
+            msgs_burst: 200,
+            session_ttl_ms: 4 * 3600 * 1000,
+            players_max: 100,
+            join_failures_per_min: 10,
+            grace_ms: 60_000,
+            strict_payloads: false,
+            store: String::new(),
+        }
+    }
+}
+
 /// Why a configuration cannot be used.
 #[derive(Debug)]
 pub enum ConfigError {
@@ -331,6 +391,29 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "cloudlink.peerjs_key must be non-empty, without '/', '?', '#' or '&'".into(),
             ));
+        }
+        let pk = &self.pairkit;
+        if pk.auth == PairkitAuth::Strict && pk.api_keys.iter().all(String::is_empty) {
+            return Err(ConfigError::Invalid(
+                "pairkit.auth = \"strict\" needs at least one key in pairkit.api_keys".into(),
+            ));
+        }
+        if pk.msgs_per_s == 0 || pk.msgs_burst == 0 || pk.msgs_per_s > 100_000 {
+            return Err(ConfigError::Invalid(
+                "pairkit.msgs_per_s must be in 1..=100000 and pairkit.msgs_burst above 0".into(),
+            ));
+        }
+        if pk.players_max == 0 || pk.session_ttl_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "pairkit.players_max and pairkit.session_ttl_ms must be above 0".into(),
+            ));
+        }
+        if !pk.store.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "pairkit.store = {:?}: durable sessions are not built yet; leave it unset \
+                 (sessions live in memory, and a restart ends them)",
+                pk.store
+            )));
         }
         if self.auth.mode == AuthMode::Required && self.auth.secrets.is_empty() {
             return Err(ConfigError::Invalid(

@@ -8,7 +8,8 @@
 //! | `/rooms` | rooms |
 //! | `/cl5`, and `/` with a `ugi` query | cloudlink |
 //! | `<peerjs_prefix>peerjs`, `<peerjs_prefix>peerjs/peerjs` | cloudlink's PeerJS broker |
-//! | `/` without `ugi` | shared: the first message decides (today every first message is the rooms handshake) |
+//! | `/pairkit` | pairkit |
+//! | `/` without `ugi` | shared: the first message decides (an object with `type` is pairkit; anything else is the rooms handshake) |
 //! | `/echo` | echo, when `[echo] enabled = true` |
 //! | anything else | HTTP 404 |
 //!
@@ -30,6 +31,7 @@ use crate::core::{
 };
 use crate::echo::Echo;
 use crate::metrics::DialectMetrics;
+use crate::pairkit::{self, Pairkit, PkRoute, PkSocket};
 use crate::rooms::{self, Rooms, RoomsSession};
 
 /// Every dialect's state on one shard.
@@ -38,6 +40,8 @@ pub struct Dialects {
     pub rooms: Rooms,
     /// The cloudlink dialect.
     pub cloudlink: Cloudlink,
+    /// The pairkit dialect.
+    pub pairkit: Pairkit,
     /// `[echo]`: whether `/echo` is served, and its message bound.
     echo: crate::config::EchoConfig,
     /// The rooms dialect's message bound (16 frames' worth: see `Limits`).
@@ -48,15 +52,17 @@ pub struct Dialects {
 
 /// What a session's dialect keeps for it.
 pub enum DialectSession {
-    /// Opened on `/`, no message read yet: rooms, unless its first message belongs to
-    /// another dialect that shares `/` (none does yet; pairkit's `type` will).
-    Shared(RoomsSession),
+    /// Opened on `/`, no message read yet: rooms, unless its first message is an object
+    /// with a `type` (pairkit). Keeps the client's address for pairkit's join throttle.
+    Shared(PkRoute),
     /// The rooms dialect.
     Rooms(RoomsSession),
     /// The cloudlink dialect.
     Cloudlink(ClSession),
     /// The cloudlink dialect's PeerJS broker.
     Peerjs(PeerSession),
+    /// The pairkit dialect.
+    Pairkit(PkSocket),
     /// The echo dialect.
     Echo,
 }
@@ -67,6 +73,8 @@ pub enum DialectMesh {
     Rooms(rooms::Mesh),
     /// The cloudlink dialect's.
     Cloudlink(cloudlink::Mesh),
+    /// The pairkit dialect's.
+    Pairkit(pairkit::Mesh),
 }
 
 /// The dialects' timers.
@@ -75,6 +83,8 @@ pub enum DialectTimer {
     Rooms(rooms::Timer),
     /// The cloudlink dialect's.
     Cloudlink(cloudlink::Timer),
+    /// The pairkit dialect's.
+    Pairkit(pairkit::Timer),
 }
 
 /// What an upgrade's path selected.
@@ -83,11 +93,13 @@ pub enum Route {
     /// `/rooms`.
     Rooms,
     /// `/` without `ugi`: the first message decides.
-    Shared,
+    Shared(PkRoute),
     /// `/cl5`, or `/` with `ugi`.
     Cloudlink(Signaling),
     /// The PeerJS broker's socket.
     Peerjs(PeerRoute),
+    /// `/pairkit`.
+    Pairkit(PkRoute),
     /// `/echo`.
     Echo,
 }
@@ -97,6 +109,7 @@ pub enum Route {
 enum Kind {
     Rooms,
     Cloudlink,
+    Pairkit,
     Echo,
 }
 
@@ -104,19 +117,42 @@ fn kind_of<D: Dialect<Session = DialectSession>>(eng: &Engine<D>, key: SessionKe
     Some(match eng.session(key)?.dialect {
         DialectSession::Shared(_) | DialectSession::Rooms(_) => Kind::Rooms,
         DialectSession::Cloudlink(_) | DialectSession::Peerjs(_) => Kind::Cloudlink,
+        DialectSession::Pairkit(_) => Kind::Pairkit,
         DialectSession::Echo => Kind::Echo,
     })
 }
 
 impl Dialects {
-    /// The first message on `/` settles the session's dialect. Every first message is the
-    /// rooms dialect's today (its handshake, or anything it refuses as one); a dialect
-    /// that shares `/` adds here the shape of message that claims the session for it.
-    fn settle_shared(eng: &mut Engine<Self>, key: SessionKey) {
-        if let Some(session) = eng.session_mut(key) {
-            if let DialectSession::Shared(rooms) = &mut session.dialect {
-                session.dialect = DialectSession::Rooms(std::mem::take(rooms));
-            }
+    /// The first message on `/` settles the session's dialect: a text frame holding a
+    /// JSON object with a `type` is pairkit's; anything else is the rooms handshake (or
+    /// what it refuses as one). Read from a copy: the message itself is parsed in place
+    /// by the dialect it goes to.
+    fn settle_shared(
+        &mut self,
+        eng: &mut Engine<Self>,
+        key: SessionKey,
+        message: &Message<'_>,
+        now: u64,
+    ) {
+        let pairkit = !message.binary && {
+            let mut copy = message.bytes.to_vec();
+            let typed = matches!(
+                eng.decoder.decode(crate::codec::Codec::Json, &mut copy),
+                Ok(v) if crate::codec::field(&v, "type").is_some()
+            );
+            typed
+        };
+        let Some(session) = eng.session_mut(key) else {
+            return;
+        };
+        let DialectSession::Shared(route) = session.dialect else {
+            return;
+        };
+        if pairkit {
+            session.dialect = DialectSession::Pairkit(PkSocket::new(route));
+            self.pairkit.handle_open(eng, key, now);
+        } else {
+            session.dialect = DialectSession::Rooms(RoomsSession::new());
         }
     }
 }
@@ -136,6 +172,7 @@ impl Dialect for Dialects {
         Dialects {
             rooms: Rooms::new(cfg),
             cloudlink: Cloudlink::new(cfg, shared.clone()),
+            pairkit: Pairkit::new(cfg),
             echo: cfg.echo.clone(),
             rooms_message_bytes_max: cfg.limits.declared_bytes_max(),
             cloudlink_message_bytes_max: cfg.limits.frame_bytes_max,
@@ -143,7 +180,11 @@ impl Dialect for Dialects {
     }
 
     fn metrics(&self) -> Vec<Arc<dyn DialectMetrics>> {
-        vec![self.rooms.metrics.clone(), self.cloudlink.metrics.clone()]
+        vec![
+            self.rooms.metrics.clone(),
+            self.cloudlink.metrics.clone(),
+            self.pairkit.metrics.clone(),
+        ]
     }
 
     fn route(
@@ -173,7 +214,8 @@ impl Dialect for Dialects {
         }
         match upgrade.path {
             "/rooms" => Ok(rooms(Route::Rooms)),
-            "/" => Ok(rooms(Route::Shared)),
+            "/" => Ok(rooms(Route::Shared(PkRoute { peer: upgrade.peer }))),
+            "/pairkit" => Ok(rooms(Route::Pairkit(PkRoute { peer: upgrade.peer }))),
             "/echo" if self.echo.enabled => Ok(Routed {
                 route: Route::Echo,
                 message_bytes_max: self.echo.message_bytes_max,
@@ -194,7 +236,8 @@ impl Dialect for Dialects {
     fn session(route: &Route) -> DialectSession {
         match route {
             Route::Rooms => DialectSession::Rooms(RoomsSession::new()),
-            Route::Shared => DialectSession::Shared(RoomsSession::new()),
+            Route::Shared(peer) => DialectSession::Shared(*peer),
+            Route::Pairkit(peer) => DialectSession::Pairkit(PkSocket::new(*peer)),
             Route::Cloudlink(signaling) => DialectSession::Cloudlink(Cloudlink::session(signaling)),
             Route::Peerjs(peer) => DialectSession::Peerjs(Cloudlink::peer_session(peer)),
             Route::Echo => DialectSession::Echo,
@@ -203,7 +246,8 @@ impl Dialect for Dialects {
 
     fn handle_open(&mut self, eng: &mut Engine<Self>, key: SessionKey, route: Route, now: u64) {
         match route {
-            Route::Rooms | Route::Shared => self.rooms.handle_open(eng, key, now),
+            Route::Rooms | Route::Shared(_) => self.rooms.handle_open(eng, key, now),
+            Route::Pairkit(_) => self.pairkit.handle_open(eng, key, now),
             Route::Cloudlink(_) | Route::Peerjs(_) => self.cloudlink.handle_open(eng, key),
             Route::Echo => {}
         }
@@ -224,9 +268,10 @@ impl Dialect for Dialects {
             DialectSession::Cloudlink(_) | DialectSession::Peerjs(_) => {
                 self.cloudlink.handle_message(eng, key, message, now)
             }
+            DialectSession::Pairkit(_) => self.pairkit.handle_message(eng, key, message, now),
             DialectSession::Echo => Echo::handle_message(eng, key, message),
             DialectSession::Shared(_) => {
-                Self::settle_shared(eng, key);
+                self.settle_shared(eng, key, &message, now);
                 self.handle_message(eng, key, message, now);
             }
         }
@@ -242,6 +287,7 @@ impl Dialect for Dialects {
         match kind_of(eng, key) {
             Some(Kind::Rooms) => self.rooms.handle_close(eng, key, reason, now),
             Some(Kind::Cloudlink) => self.cloudlink.handle_close(eng, key),
+            Some(Kind::Pairkit) => self.pairkit.handle_close(eng, key, now),
             Some(Kind::Echo) | None => AfterClose::Gone,
         }
     }
@@ -250,7 +296,7 @@ impl Dialect for Dialects {
         match kind_of(eng, key) {
             Some(Kind::Rooms) => self.rooms.handle_end(eng, key, now),
             Some(Kind::Cloudlink) => self.cloudlink.handle_end(eng, key),
-            Some(Kind::Echo) | None => {}
+            Some(Kind::Pairkit | Kind::Echo) | None => {}
         }
     }
 
@@ -258,17 +304,20 @@ impl Dialect for Dialects {
         match timer {
             DialectTimer::Rooms(t) => self.rooms.handle_timer(eng, t),
             DialectTimer::Cloudlink(t) => self.cloudlink.handle_timer(eng, t, now),
+            DialectTimer::Pairkit(t) => self.pairkit.handle_timer(eng, t, now),
         }
     }
 
     fn handle_tick(&mut self, eng: &mut Engine<Self>, now: u64) {
         self.rooms.handle_tick(eng, now);
+        self.pairkit.handle_tick(eng, now);
     }
 
     fn handle_mesh(&mut self, eng: &mut Engine<Self>, from: ShardId, msg: DialectMesh, now: u64) {
         match msg {
             DialectMesh::Rooms(m) => self.rooms.handle_mesh(eng, from, m, now),
             DialectMesh::Cloudlink(m) => self.cloudlink.handle_mesh(eng, from, m, now),
+            DialectMesh::Pairkit(m) => self.pairkit.handle_mesh(eng, from, m, now),
         }
     }
 
@@ -282,6 +331,7 @@ impl Dialect for Dialects {
         match kind_of(eng, key) {
             Some(Kind::Rooms) => self.rooms.handle_arrival(eng, key, from, now),
             Some(Kind::Cloudlink) => self.cloudlink.handle_arrival(eng, key),
+            Some(Kind::Pairkit) => self.pairkit.handle_arrival(eng, key, now),
             Some(Kind::Echo) | None => {}
         }
     }
@@ -293,22 +343,33 @@ impl Dialect for Dialects {
     fn overflow_frame(&mut self, eng: &mut Engine<Self>, key: SessionKey) -> Option<Frame> {
         match kind_of(eng, key)? {
             Kind::Rooms => self.rooms.overflow_frame(eng, key),
-            Kind::Cloudlink | Kind::Echo => None,
+            Kind::Cloudlink | Kind::Pairkit | Kind::Echo => None,
         }
     }
 }
 
 impl rooms::Host for Dialects {
+    /// A session on `/` that has sent nothing is a rooms session waiting for its
+    /// handshake (its handshake timer runs).
     fn rooms(session: &DialectSession) -> Option<&RoomsSession> {
+        static WAITING: RoomsSession = RoomsSession::Handshake {
+            hello: None,
+            probes: 0,
+        };
         match session {
-            DialectSession::Rooms(r) | DialectSession::Shared(r) => Some(r),
+            DialectSession::Rooms(r) => Some(r),
+            DialectSession::Shared(_) => Some(&WAITING),
             _ => None,
         }
     }
 
+    /// Changing a session on `/` that has sent nothing settles it as rooms.
     fn rooms_mut(session: &mut DialectSession) -> Option<&mut RoomsSession> {
+        if matches!(session, DialectSession::Shared(_)) {
+            *session = DialectSession::Rooms(RoomsSession::new());
+        }
         match session {
-            DialectSession::Rooms(r) | DialectSession::Shared(r) => Some(r),
+            DialectSession::Rooms(r) => Some(r),
             _ => None,
         }
     }
@@ -360,6 +421,30 @@ impl cloudlink::Host for Dialects {
     }
 }
 
+impl pairkit::Host for Dialects {
+    fn pairkit(session: &DialectSession) -> Option<&PkSocket> {
+        match session {
+            DialectSession::Pairkit(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    fn pairkit_mut(session: &mut DialectSession) -> Option<&mut PkSocket> {
+        match session {
+            DialectSession::Pairkit(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    fn mesh(msg: pairkit::Mesh) -> DialectMesh {
+        DialectMesh::Pairkit(msg)
+    }
+
+    fn timer(timer: pairkit::Timer) -> DialectTimer {
+        DialectTimer::Pairkit(timer)
+    }
+}
+
 /// The shard core huddle runs.
 pub type Shard = crate::core::ShardCore<Dialects>;
 
@@ -394,10 +479,15 @@ mod tests {
         let mut core = Shard::alone(cfg.clone());
         let mut route = |p| core.route(&upgrade(p), 1).map(|r| r.route);
         assert_eq!(route("/rooms"), Ok(Route::Rooms));
-        assert_eq!(route("/"), Ok(Route::Shared));
+        let shared = Route::Shared(PkRoute { peer: None });
+        assert_eq!(route("/"), Ok(shared.clone()));
+        assert_eq!(
+            route("/pairkit"),
+            Ok(Route::Pairkit(PkRoute { peer: None }))
+        );
         assert_eq!(
             route("/?x=1"),
-            Ok(Route::Shared),
+            Ok(shared),
             "only a ugi query makes / cloudlink"
         );
         assert_eq!(

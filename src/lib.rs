@@ -67,6 +67,7 @@ pub mod http;
 pub mod limits;
 pub mod mesh;
 pub mod metrics;
+pub mod pairkit;
 pub mod reactor;
 pub mod rooms;
 pub mod server;

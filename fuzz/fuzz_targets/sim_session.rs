@@ -73,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
     let (b, _) = sim.handshaken(setup_bit(setup, 2), b_codec);
     sim.send(b, json!({"v": 1, "t": "room.join_or_create", "rid": "j", "room": "r", "p": {"room_type": "echo_room"}}));
     let a_route = if setup_bit(setup, 3) == 1 {
-        Route::Shared
+        Route::Shared(huddle::pairkit::PkRoute { peer: None })
     } else {
         Route::Rooms
     };

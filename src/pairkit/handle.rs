@@ -1,0 +1,1396 @@
+//! The messages, in the page's order: transport checks, sessions, players, endings,
+//! control, requests, screens, input, liveness. A handler answers a refusal by returning
+//! an [`Answer`] (sent as `system.error`); what it sends otherwise it sends itself.
+
+use std::sync::Arc;
+
+use super::code::{self, Code};
+use super::party::{
+    self, Flow, Outcome, Party, Player, Request, Screen, Secret, Tracked, WidgetKind,
+};
+use super::wire::{self, cut, Bad, Fields};
+use super::{
+    Cx, Dropped, Host, JoinReq, Mesh, Pending, PkError, PkMetrics, Role, Timer, Verdict,
+    ACK_TIMEOUT_MS, REQUEST_TIMEOUT_MAX_MS,
+};
+use crate::codec::{as_i64, as_str, Codec, Frame, Value, Writer};
+use crate::config::PairkitAuth;
+use crate::core::bucket::{TokenBucket, Verdict as Rate};
+use crate::core::outbound::Class;
+use crate::core::{Engine, Message, SessionKey};
+
+/// Names are cut to this many characters.
+const NAME_MAX: usize = 32;
+/// A `reason` reaches the other side as `message`, cut to this many characters.
+const MESSAGE_MAX: usize = 128;
+/// Secrets (`host_id`, `resume_token`): random bytes, sent as hex.
+const SECRET_BYTES: usize = 16;
+
+/// A refusal: the `system.error` to answer.
+pub(super) struct Answer(PkError, String);
+
+impl From<Bad> for Answer {
+    fn from(bad: Bad) -> Self {
+        Answer(PkError::MalformedMessage, bad.0)
+    }
+}
+
+fn refuse<T>(code: PkError, text: impl Into<String>) -> Result<T, Answer> {
+    Err(Answer(code, text.into()))
+}
+
+type Done = Result<(), Answer>;
+
+/// Who may send a message type.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sender {
+    Host,
+    Phone,
+    Either,
+}
+
+fn sender_of(kind: &str) -> Option<Sender> {
+    Some(match kind {
+        "session.leave" | "control.request_cancel" => Sender::Either,
+        "player.kick"
+        | "control.send_to_player"
+        | "control.broadcast"
+        | "control.request"
+        | "control.resend_request"
+        | "screen.show"
+        | "screen.update_data" => Sender::Host,
+        "player.update"
+        | "input.widget_event"
+        | "input.response"
+        | "screen.acknowledge"
+        | "screen.query"
+        | "control.ack"
+        | "control.resend_accepted"
+        | "control.resend_failed" => Sender::Phone,
+        _ => return None,
+    })
+}
+
+/// Sends `system.error {code, message}` and counts it (and the drop it means).
+fn answer<H: Host>(eng: &mut Engine<H>, metrics: &PkMetrics, key: SessionKey, a: &Answer) {
+    metrics.errors.count(a.0);
+    if let Some(why) = Dropped::of(a.0) {
+        metrics.drop_one(why);
+    }
+    let frame = wire::error(
+        &mut eng.scratch,
+        crate::metrics::ErrorCode::as_str(a.0),
+        &a.1,
+    );
+    eng.send(key, frame, Class::Reliable);
+}
+
+/// One message from a socket.
+pub(super) fn message<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, msg: Message<'_>, now: u64) {
+    let result = match cx.eng.take_token(key, now) {
+        Rate::Allow => read(cx, key, msg, now),
+        Rate::Limited => refuse(PkError::RateLimited, "over this socket's message rate"),
+        Rate::Abusive => {
+            let a = Answer(
+                PkError::RateLimited,
+                "far over this socket's message rate".into(),
+            );
+            answer(cx.eng, &cx.pk.metrics, key, &a);
+            return cx.eng.close(key, 1008, "rate limited");
+        }
+    };
+    if let Err(a) = result {
+        answer(cx.eng, &cx.pk.metrics, key, &a);
+    }
+}
+
+fn read<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, msg: Message<'_>, now: u64) -> Done {
+    if msg.binary {
+        return refuse(
+            PkError::MalformedMessage,
+            "a binary frame is not a PairKit message (send JSON text)",
+        );
+    }
+    let max = cx.eng.cfg.limits.frame_bytes_max;
+    if msg.bytes.len() > max {
+        return refuse(
+            PkError::PayloadTooLarge,
+            format!("a message is at most {max} bytes"),
+        );
+    }
+    let Ok(value) = cx.eng.decoder.decode(Codec::Json, msg.bytes) else {
+        return refuse(PkError::MalformedMessage, "a message is a JSON object");
+    };
+    if !matches!(value, Value::Object(_)) {
+        return refuse(PkError::MalformedMessage, "a message is a JSON object");
+    }
+    let f = Fields::of(&value);
+    let Some(kind) = f.get("type").and_then(as_str) else {
+        return refuse(PkError::MalformedMessage, "a message needs a string type");
+    };
+    let role = cx.sock(key).map_or(Role::None, |s| s.role);
+    match kind {
+        "system.ping" => return ping(cx, key, f, now),
+        "session.create" | "session.join" if role != Role::None => {
+            return refuse(
+                PkError::MalformedMessage,
+                "this socket already holds a role in a session",
+            )
+        }
+        "session.create" => return create(cx, key, f, now),
+        "session.join" => return join(cx, key, f, now),
+        _ => {}
+    }
+    let Some(sender) = sender_of(kind) else {
+        return refuse(
+            PkError::MalformedMessage,
+            format!("unknown message type {kind:?}"),
+        );
+    };
+    match (role, sender) {
+        (Role::None, _) => refuse(PkError::SessionNotFound, "this socket is in no session"),
+        (Role::Host(_), Sender::Phone) => refuse(
+            PkError::MalformedMessage,
+            format!("a host may not send {kind}"),
+        ),
+        (Role::Phone(..), Sender::Host) => refuse(
+            PkError::MalformedMessage,
+            format!("a phone may not send {kind}"),
+        ),
+        (Role::Host(code), _) => {
+            if !cx.pk.parties.contains_key(&code) {
+                return refuse(PkError::SessionNotFound, "the session has ended");
+            }
+            from_host(cx, key, code, kind, f, now)
+        }
+        (Role::Phone(code, n), _) => {
+            if cx.pk.parties.get(&code).and_then(|p| p.nth(n)).is_none() {
+                return refuse(PkError::SessionNotFound, "the session has ended");
+            }
+            from_phone(cx, key, code, n, kind, f, now)
+        }
+    }
+}
+
+// ---- Liveness ----
+
+fn ping<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, f: Fields<'_, '_>, now: u64) -> Done {
+    let sent_at = f.number("sent_at")?;
+    let received_at = cx.eng.unix_ms(now);
+    let frame = wire::message(&mut cx.eng.scratch, "system.pong", |w| {
+        w.key("sent_at").value(sent_at);
+        w.key("received_at").u64(received_at);
+    });
+    cx.eng.send(key, frame, Class::Reliable);
+    Ok(())
+}
+
+// ---- Sessions ----
+
+/// `protocol_version`, when given, must be 1.
+fn check_version(f: &Fields<'_, '_>) -> Done {
+    match f.get("protocol_version") {
+        Some(v) if as_i64(v) != Some(1) => refuse(
+            PkError::ProtocolVersionMismatch,
+            "this relay speaks protocol_version 1",
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn create<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, f: Fields<'_, '_>, now: u64) -> Done {
+    check_version(&f)?;
+    let flow = f.opt_object("flow")?;
+    let api_key = f.opt_str("api_key")?;
+    let resume_code = f.opt_str("resume_code")?;
+    let resume_host_id = f.opt_str("resume_host_id")?;
+    if cx.pk.cfg.auth == PairkitAuth::Strict {
+        let known = api_key.is_some_and(|k| {
+            let given = Secret::of(k);
+            cx.pk.cfg.api_keys.iter().any(|c| given == Secret::of(c))
+        });
+        if !known {
+            return refuse(PkError::Unauthorized, "a valid api_key is required");
+        }
+    }
+    let flow = flow.map(Flow::parse).transpose()?.map(Arc::new);
+    let Some(resume) = resume_code else {
+        return fresh(cx, key, flow, now);
+    };
+    let code = Code::parse(resume).filter(|c| cx.pk.live.contains(c));
+    let host_id = resume_host_id.map(Box::from);
+    match code {
+        Some(code) if code.home(cx.eng.shards) != cx.eng.id => {
+            if let Some(s) = cx.sock_mut(key) {
+                s.pending = Some(Box::new(Pending::Reattach {
+                    code,
+                    host_id,
+                    flow,
+                }));
+            }
+            cx.eng.request_move(key, code.home(cx.eng.shards));
+            Ok(())
+        }
+        Some(code) => reattach(cx, key, code, host_id.as_deref(), flow, now),
+        None => rejected(cx, key, flow, now),
+    }
+}
+
+/// `host_resume_rejected`, then a fresh session: the same answer for every refusal.
+fn rejected<H: Host>(
+    cx: &mut Cx<'_, H>,
+    key: SessionKey,
+    flow: Option<Arc<Flow>>,
+    now: u64,
+) -> Done {
+    let a = Answer(
+        PkError::HostResumeRejected,
+        "no session to reattach to with this code and host_id; here is a new one".into(),
+    );
+    answer(cx.eng, &cx.pk.metrics, key, &a);
+    fresh(cx, key, flow, now)
+}
+
+/// A host reattaching on the party's home shard.
+fn reattach<H: Host>(
+    cx: &mut Cx<'_, H>,
+    key: SessionKey,
+    code: Code,
+    host_id: Option<&str>,
+    flow: Option<Arc<Flow>>,
+    now: u64,
+) -> Done {
+    let valid = match (cx.pk.parties.get(&code), host_id) {
+        (Some(party), Some(given)) => party.host_id.matches(given),
+        _ => false,
+    };
+    let (Some(host_id), true) = (host_id, valid) else {
+        return rejected(cx, key, flow, now);
+    };
+    let party = cx.pk.parties.get_mut(&code).expect("checked above");
+    if let Some(old) = party.host.replace(key).filter(|old| *old != key) {
+        end_socket(cx.eng, old, "replaced", None);
+    }
+    become_host(cx, key, code, now);
+    let party = &cx.pk.parties[&code];
+    let frame = created(
+        &mut cx.eng.scratch,
+        party,
+        host_id,
+        cx.pk.cfg.strict_payloads,
+    );
+    cx.eng.send(key, frame, Class::Reliable);
+    Ok(())
+}
+
+fn fresh<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, flow: Option<Arc<Flow>>, now: u64) -> Done {
+    let parties = &cx.pk.parties;
+    let code = code::allocate(
+        &mut cx.eng.rng,
+        cx.eng.id,
+        cx.eng.shards,
+        cx.pk.code_space,
+        |c| parties.contains_key(&c),
+    );
+    let Some(code) = code else {
+        return refuse(
+            PkError::InternalError,
+            "no session code is free; try again later",
+        );
+    };
+    let host_id = cx.eng.random_hex(SECRET_BYTES);
+    cx.pk.serial += 1;
+    let serial = cx.pk.serial;
+    let party = Party {
+        code,
+        serial,
+        host_id: Secret::of(&host_id),
+        host: Some(key),
+        flow,
+        players: Vec::new(),
+        joined: 0,
+        broadcasts: Vec::new(),
+    };
+    cx.pk.parties.insert(code, party);
+    cx.pk.live.insert(code);
+    cx.eng.post_to_others(|| {
+        H::mesh(Mesh::Live {
+            code,
+            present: true,
+        })
+    });
+    crate::metrics::ShardMetrics::add(&cx.pk.metrics.parties, 1);
+    let ttl = cx.pk.cfg.session_ttl_ms;
+    cx.eng
+        .set_timer(now + ttl, H::timer(Timer::Ttl { code, serial }));
+    become_host(cx, key, code, now);
+    let frame = created(
+        &mut cx.eng.scratch,
+        &cx.pk.parties[&code],
+        &host_id,
+        cx.pk.cfg.strict_payloads,
+    );
+    cx.eng.send(key, frame, Class::Reliable);
+    Ok(())
+}
+
+/// The socket is the party's host: its role, and a host's message rate (10×: it speaks
+/// for every phone).
+fn become_host<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, code: Code, now: u64) {
+    let (per_s, burst) = (cx.pk.cfg.msgs_per_s, cx.pk.cfg.msgs_burst);
+    if let Some(s) = cx.eng.session_mut(key) {
+        s.bucket = TokenBucket::new(per_s.saturating_mul(10), burst.saturating_mul(10), now);
+    }
+    if let Some(s) = cx.sock_mut(key) {
+        s.role = Role::Host(code);
+    }
+}
+
+/// `session.created {code, host_id, relay_capabilities, players}`.
+fn created(buf: &mut Vec<u8>, party: &Party, host_id: &str, strict: bool) -> Frame {
+    wire::message(buf, "session.created", |w| {
+        w.key("code").str(party.code.as_str());
+        w.key("host_id").str(host_id);
+        w.key("relay_capabilities").map(1);
+        w.key("strict_payloads").bool(strict).end_map();
+        w.key("players").array(party.players.len() as u32);
+        for p in &party.players {
+            w.map(4);
+            w.key("player_id").str(&p.id).key("name").str(&p.name);
+            w.key("color").str(&p.color);
+            w.key("online").bool(p.socket.is_some()).end_map();
+        }
+        w.end_array();
+    })
+}
+
+/// Ends the party: its code is unknown from now on, everywhere.
+fn end_party<H: Host>(cx: &mut Cx<'_, H>, code: Code) -> Option<Party> {
+    let party = cx.pk.parties.remove(&code)?;
+    cx.pk.live.remove(&code);
+    cx.eng.post_to_others(|| {
+        H::mesh(Mesh::Live {
+            code,
+            present: false,
+        })
+    });
+    crate::metrics::ShardMetrics::sub(&cx.pk.metrics.parties, 1);
+    Some(party)
+}
+
+/// `session.ended {reason, message?}`, then close 1000 with the reason; the socket has no
+/// role any more.
+fn end_socket<H: Host>(eng: &mut Engine<H>, key: SessionKey, reason: &str, text: Option<&str>) {
+    let frame = wire::ended(&mut eng.scratch, reason, text);
+    eng.send(key, frame, Class::Reliable);
+    close_socket(eng, key, reason);
+}
+
+/// Close 1000 with `reason`, nothing sent before; the socket has no role any more.
+fn close_socket<H: Host>(eng: &mut Engine<H>, key: SessionKey, reason: &str) {
+    if let Some(s) = eng
+        .session_mut(key)
+        .and_then(|s| H::pairkit_mut(&mut s.dialect))
+    {
+        s.role = Role::None;
+    }
+    eng.close(key, 1000, reason);
+}
+
+/// Sends to the party's host, or counts the drop when none is attached.
+fn to_host<H: Host>(
+    eng: &mut Engine<H>,
+    metrics: &PkMetrics,
+    host: Option<SessionKey>,
+    frame: Frame,
+) {
+    match host {
+        Some(h) => eng.send(h, frame, Class::Reliable),
+        None => metrics.drop_one(Dropped::HostAbsent),
+    }
+}
+
+/// A `reason` given as a string, as the other side's `message`.
+fn reason_text<'v>(f: &Fields<'v, '_>) -> Result<Option<&'v str>, Bad> {
+    Ok(f.opt_str("reason")?.map(|r| cut(r, MESSAGE_MAX)))
+}
+
+// ---- Players ----
+
+fn join<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, f: Fields<'_, '_>, now: u64) -> Done {
+    check_version(&f)?;
+    let code = f.str("code")?;
+    let name = f.opt_str("name")?;
+    let color = f.opt_str("color")?;
+    let resume_id = f.opt_str("resume_player_id")?;
+    let resume_token = f.opt_str("resume_token")?;
+    let Some(code) = Code::parse(code) else {
+        return refuse(
+            PkError::InvalidCode,
+            "a code is 4 characters of ABCDEFGHJKLMNPQRSTUVWXYZ23456789",
+        );
+    };
+    let req = JoinReq {
+        code,
+        name: name.map(|n| cut(n, NAME_MAX).into()),
+        color: color.map(Box::from),
+        resume: resume_id.map(|id| (Box::from(id), resume_token.map(Box::from))),
+    };
+    let ip = code::ip_key(cx.sock(key).and_then(|s| s.peer));
+    let home = code::ip_home(ip, cx.eng.shards);
+    let found = cx.pk.live.contains(&code);
+    if home == cx.eng.id {
+        let verdict = cx.check_join(ip, found, now);
+        return checked(cx, key, req, verdict, now);
+    }
+    if let Some(s) = cx.sock_mut(key) {
+        s.pending = Some(Box::new(Pending::Join(req)));
+    }
+    cx.eng.pause_reads(key);
+    cx.eng.post(
+        home,
+        H::mesh(Mesh::JoinCheck {
+            ip,
+            found,
+            from: key,
+        }),
+    );
+    Ok(())
+}
+
+/// The throttle's answer came back from the address's home shard.
+pub(super) fn join_checked<H: Host>(
+    cx: &mut Cx<'_, H>,
+    key: SessionKey,
+    verdict: Verdict,
+    now: u64,
+) {
+    let pending = cx.sock_mut(key).and_then(|s| s.pending.take());
+    let Some(Pending::Join(req)) = pending.map(|p| *p) else {
+        return;
+    };
+    cx.eng.resume_reads(key);
+    if let Err(a) = checked(cx, key, req, verdict, now) {
+        answer(cx.eng, &cx.pk.metrics, key, &a);
+    }
+}
+
+fn checked<H: Host>(
+    cx: &mut Cx<'_, H>,
+    key: SessionKey,
+    req: JoinReq,
+    verdict: Verdict,
+    now: u64,
+) -> Done {
+    match verdict {
+        Verdict::Throttled => refuse(
+            PkError::RateLimited,
+            "too many joins with unknown codes from this address; try again in a minute",
+        ),
+        Verdict::NotFound => refuse(PkError::SessionNotFound, "no session has this code"),
+        Verdict::Found => {
+            let home = req.code.home(cx.eng.shards);
+            if home == cx.eng.id {
+                return join_here(cx, key, req, now);
+            }
+            if let Some(s) = cx.sock_mut(key) {
+                s.pending = Some(Box::new(Pending::Join(req)));
+            }
+            cx.eng.request_move(key, home);
+            Ok(())
+        }
+    }
+}
+
+/// A socket arrived on the party's home shard with a join or a reattach.
+pub(super) fn arrived<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, now: u64) {
+    let pending = cx.sock_mut(key).and_then(|s| s.pending.take());
+    let result = match pending.map(|p| *p) {
+        Some(Pending::Join(req)) => join_here(cx, key, req, now),
+        Some(Pending::Reattach {
+            code,
+            host_id,
+            flow,
+        }) => reattach(cx, key, code, host_id.as_deref(), flow, now),
+        None => Ok(()),
+    };
+    if let Err(a) = result {
+        answer(cx.eng, &cx.pk.metrics, key, &a);
+    }
+}
+
+/// A join on the party's home shard: a resume (id and token), or a new player.
+fn join_here<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, req: JoinReq, now: u64) -> Done {
+    let code = req.code;
+    let unix = cx.eng.unix_ms(now);
+    let players_max = cx.pk.cfg.players_max as usize;
+    let Some(party) = cx.pk.parties.get_mut(&code) else {
+        return refuse(PkError::SessionNotFound, "no session has this code");
+    };
+    let (n, token, resumed) = if let Some((id, token)) = req.resume {
+        let found = party
+            .player(&id)
+            .filter(|p| token.as_deref().is_some_and(|t| p.token.matches(t)));
+        let Some(n) = found.map(|p| p.n) else {
+            return refuse(
+                PkError::PlayerNotFound,
+                "no player to resume with this resume_player_id and resume_token",
+            );
+        };
+        let host = party.host;
+        let player = party.nth_mut(n).expect("found above");
+        if let Some(old) = player.socket.take().filter(|old| *old != key) {
+            end_request(
+                cx.eng,
+                &cx.pk.metrics,
+                host,
+                player,
+                "player_disconnected",
+                false,
+            );
+            end_socket(cx.eng, old, "replaced", None);
+        }
+        let player = party.nth_mut(n).expect("found above");
+        player.socket = Some(key);
+        player.epoch += 1;
+        (n, token.expect("checked above"), true)
+    } else {
+        if party.players.len() >= players_max {
+            return refuse(PkError::SessionFull, "the session is full");
+        }
+        party.joined += 1;
+        let n = party.joined;
+        let token: Box<str> = cx.eng.random_hex(SECRET_BYTES).into();
+        let screen = match &party.flow {
+            Some(flow) => Screen {
+                name: Some(flow.initial.clone()),
+                shown_at: Some(unix),
+                ..Screen::default()
+            },
+            None => Screen::default(),
+        };
+        party.players.push(Player {
+            n,
+            id: format!("p{n}").into(),
+            name: req.name.unwrap_or_else(|| format!("Player {n}").into()),
+            color: party::color(req.color.as_deref(), n),
+            token: Secret::of(&token),
+            socket: Some(key),
+            epoch: 0,
+            screen,
+            request: None,
+        });
+        (n, token, false)
+    };
+    if let Some(s) = cx.sock_mut(key) {
+        s.role = Role::Phone(code, n);
+    }
+    let party = &cx.pk.parties[&code];
+    let player = party.nth(n).expect("joined above");
+    let flow = party.flow.as_ref().map(|f| &f.json);
+    let joined = wire::message(&mut cx.eng.scratch, "session.joined", |w| {
+        w.key("player_id").str(&player.id);
+        w.key("resume_token").str(&token);
+        if let Some(flow) = flow {
+            w.key("flow").json(flow);
+        }
+        if player.screen.name.is_some() {
+            w.key("screen").map(0);
+            screen_fields(w, &player.screen);
+            w.end_map();
+        }
+    });
+    cx.eng.send(key, joined, Class::Reliable);
+    let announce = wire::message(&mut cx.eng.scratch, "player.join", |w| {
+        w.key("player_id")
+            .str(&player.id)
+            .key("name")
+            .str(&player.name);
+        w.key("color")
+            .str(&player.color)
+            .key("resumed")
+            .bool(resumed);
+    });
+    to_host(cx.eng, &cx.pk.metrics, party.host, announce);
+    Ok(())
+}
+
+/// The socket is gone (a drop, an idle close, an ending): a phone's player keeps its
+/// place for the grace window (its open request ends); a host's party waits for it.
+pub(super) fn closed<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, now: u64) {
+    let Some(role) = cx.sock(key).map(|s| s.role) else {
+        return;
+    };
+    match role {
+        Role::None => {}
+        Role::Host(code) => {
+            if let Some(party) = cx.pk.parties.get_mut(&code) {
+                if party.host == Some(key) {
+                    party.host = None;
+                }
+            }
+        }
+        Role::Phone(code, n) => {
+            let grace = cx.pk.cfg.grace_ms;
+            let Some(party) = cx.pk.parties.get_mut(&code) else {
+                return;
+            };
+            let (host, serial) = (party.host, party.serial);
+            let Some(player) = party.nth_mut(n).filter(|p| p.socket == Some(key)) else {
+                return;
+            };
+            player.socket = None;
+            player.epoch += 1;
+            let epoch = player.epoch;
+            end_request(
+                cx.eng,
+                &cx.pk.metrics,
+                host,
+                player,
+                "player_disconnected",
+                false,
+            );
+            let timer = Timer::Grace {
+                code,
+                serial,
+                n,
+                epoch,
+            };
+            cx.eng.set_timer(now + grace, H::timer(timer));
+        }
+    }
+}
+
+/// Removes a player for good (left, kicked, grace over): its open request ends first
+/// (`player_disconnected` to the host), then the host hears `player.leave`.
+fn remove_player<H: Host>(
+    cx: &mut Cx<'_, H>,
+    code: Code,
+    n: u32,
+    reason: &str,
+    text: Option<&str>,
+) {
+    let Some(party) = cx.pk.parties.get_mut(&code) else {
+        return;
+    };
+    let host = party.host;
+    let Some(at) = party.players.iter().position(|p| p.n == n) else {
+        return;
+    };
+    let mut player = party.players.remove(at);
+    end_request(
+        cx.eng,
+        &cx.pk.metrics,
+        host,
+        &mut player,
+        "player_disconnected",
+        false,
+    );
+    let frame = wire::message(&mut cx.eng.scratch, "player.leave", |w| {
+        w.key("player_id").str(&player.id).key("reason").str(reason);
+        if let Some(text) = text {
+            w.key("message").str(text);
+        }
+    });
+    to_host(cx.eng, &cx.pk.metrics, host, frame);
+}
+
+fn from_host<H: Host>(
+    cx: &mut Cx<'_, H>,
+    key: SessionKey,
+    code: Code,
+    kind: &str,
+    f: Fields<'_, '_>,
+    now: u64,
+) -> Done {
+    match kind {
+        "session.leave" => {
+            let text = reason_text(&f)?;
+            let party = end_party(cx, code).expect("the host's party");
+            for p in &party.players {
+                if let Some(phone) = p.socket {
+                    end_socket(cx.eng, phone, "host_closed", text);
+                }
+            }
+            close_socket(cx.eng, key, "host_closed");
+            Ok(())
+        }
+        "player.kick" => {
+            let id = f.str("player_id")?;
+            let text = reason_text(&f)?;
+            let party = cx.pk.parties.get_mut(&code).expect("checked");
+            let host = party.host;
+            let Some(player) = party.player_mut(id) else {
+                return refuse(PkError::PlayerNotFound, format!("no player {id:?}"));
+            };
+            let n = player.n;
+            end_request(
+                cx.eng,
+                &cx.pk.metrics,
+                host,
+                player,
+                "player_disconnected",
+                false,
+            );
+            if let Some(phone) = player.socket.take() {
+                end_socket(cx.eng, phone, "kicked", text);
+            }
+            remove_player(cx, code, n, "kicked", None);
+            Ok(())
+        }
+        "control.send_to_player" => {
+            let id = f.str("player_id")?;
+            let event = f.str("event")?;
+            let payload = f.get("payload");
+            let phone = online(&cx.pk.parties[&code], id)?;
+            let frame = wire::message(&mut cx.eng.scratch, "control.event", |w| {
+                w.key("event").str(event);
+                if let Some(p) = payload {
+                    w.key("payload").value(p);
+                }
+            });
+            cx.eng.send(phone, frame, Class::Reliable);
+            Ok(())
+        }
+        "control.broadcast" => broadcast(cx, code, f, now),
+        "control.request" => request(cx, code, f, now),
+        "control.request_cancel" => {
+            let id = f.str("request_id")?;
+            let party = cx.pk.parties.get_mut(&code).expect("checked");
+            let Some(player) = party
+                .players
+                .iter_mut()
+                .find(|p| p.request.as_ref().is_some_and(|r| &*r.id == id))
+            else {
+                return Ok(());
+            };
+            player.request = None;
+            if let Some(phone) = player.socket {
+                let frame = request_cancel(&mut cx.eng.scratch, id, None, "cancelled");
+                cx.eng.send(phone, frame, Class::Reliable);
+            }
+            Ok(())
+        }
+        "control.resend_request" => {
+            let id = f.str("player_id")?;
+            let widget = f.str("widget_id")?;
+            let stroke = f.str("stroke_id")?;
+            let from_seq = f.int("from_seq", 0, i64::MAX)?;
+            let party = &cx.pk.parties[&code];
+            let Some(player) = party.player(id) else {
+                return refuse(PkError::PlayerNotFound, format!("no player {id:?}"));
+            };
+            let Some(phone) = player.socket else {
+                let frame = wire::message(&mut cx.eng.scratch, "control.resend_failed", |w| {
+                    w.key("player_id")
+                        .str(id)
+                        .key("reason")
+                        .str("player_offline");
+                });
+                cx.eng.send(key, frame, Class::Reliable);
+                return Ok(());
+            };
+            let frame = wire::message(&mut cx.eng.scratch, "control.resend_request", |w| {
+                w.key("widget_id").str(widget).key("stroke_id").str(stroke);
+                w.key("from_seq").i64(from_seq);
+            });
+            cx.eng.send(phone, frame, Class::Reliable);
+            Ok(())
+        }
+        "screen.show" | "screen.update_data" => screen(cx, code, kind, f, now),
+        _ => unreachable!("sender_of lists every host message"),
+    }
+}
+
+/// The socket of an online player: `player_not_found` / `player_offline`.
+fn online(party: &Party, id: &str) -> Result<SessionKey, Answer> {
+    let Some(player) = party.player(id) else {
+        return refuse(PkError::PlayerNotFound, format!("no player {id:?}"));
+    };
+    match player.socket {
+        Some(s) => Ok(s),
+        None => refuse(PkError::PlayerOffline, format!("player {id:?} is offline")),
+    }
+}
+
+// ---- Control ----
+
+fn broadcast<H: Host>(cx: &mut Cx<'_, H>, code: Code, f: Fields<'_, '_>, now: u64) -> Done {
+    let event = f.str("event")?;
+    let payload = f.get("payload");
+    let id = f.opt_id("broadcast_id")?;
+    let timeout = f.opt_int("ack_timeout_ms", 1, ACK_TIMEOUT_MS.1 as i64)?;
+    let party = cx.pk.parties.get_mut(&code).expect("checked");
+    if let Some(id) = id {
+        if party.broadcasts.iter().any(|b| &*b.id == id) {
+            return refuse(
+                PkError::MalformedMessage,
+                format!("broadcast_id {id:?} is still waiting for acks"),
+            );
+        }
+    }
+    let frame = wire::message(&mut cx.eng.scratch, "control.event", |w| {
+        w.key("event").str(event);
+        if let Some(p) = payload {
+            w.key("payload").value(p);
+        }
+        if let Some(id) = id {
+            w.key("broadcast_id").str(id);
+        }
+    });
+    for phone in party.players.iter().filter_map(|p| p.socket) {
+        cx.eng.send(phone, frame.clone(), Class::Reliable);
+    }
+    let Some(id) = id else {
+        return Ok(());
+    };
+    cx.pk.serial += 1;
+    let tracked = Tracked {
+        id: id.into(),
+        serial: cx.pk.serial,
+        results: party
+            .players
+            .iter()
+            .map(|p| {
+                let outcome = if p.socket.is_some() {
+                    Outcome::Waiting
+                } else {
+                    Outcome::Missed
+                };
+                (p.n, p.id.clone(), outcome)
+            })
+            .collect(),
+    };
+    if tracked.done() {
+        let frame = broadcast_result(&mut cx.eng.scratch, &tracked);
+        to_host(cx.eng, &cx.pk.metrics, party.host, frame);
+        return Ok(());
+    }
+    let timer = Timer::Broadcast {
+        code,
+        serial: party.serial,
+        broadcast: tracked.serial,
+    };
+    party.broadcasts.push(tracked);
+    let due = now + timeout.map_or(ACK_TIMEOUT_MS.0, |t| t as u64);
+    cx.eng.set_timer(due, H::timer(timer));
+    Ok(())
+}
+
+/// `control.broadcast_result {broadcast_id, results}`: a counted player still waiting
+/// is `timed_out`.
+fn broadcast_result(buf: &mut Vec<u8>, tracked: &Tracked) -> Frame {
+    wire::message(buf, "control.broadcast_result", |w| {
+        w.key("broadcast_id").str(&tracked.id);
+        w.key("results").map(tracked.results.len() as u32);
+        for (_, id, outcome) in &tracked.results {
+            w.key(id).str(match outcome {
+                Outcome::Delivered => "delivered",
+                Outcome::Missed => "missed",
+                Outcome::Waiting => "timed_out",
+            });
+        }
+        w.end_map();
+    })
+}
+
+/// `control.request_cancel {request_id, player_id?, reason}`.
+fn request_cancel(buf: &mut Vec<u8>, id: &str, player: Option<&str>, reason: &str) -> Frame {
+    wire::message(buf, "control.request_cancel", |w| {
+        w.key("request_id").str(id);
+        if let Some(p) = player {
+            w.key("player_id").str(p);
+        }
+        w.key("reason").str(reason);
+    })
+}
+
+/// Ends a player's open request (if any): the host gets `control.request_cancel` with
+/// `reason`; with `tell_phone`, the phone too.
+fn end_request<H: Host>(
+    eng: &mut Engine<H>,
+    metrics: &PkMetrics,
+    host: Option<SessionKey>,
+    player: &mut Player,
+    reason: &str,
+    tell_phone: bool,
+) {
+    let Some(req) = player.request.take() else {
+        return;
+    };
+    if tell_phone {
+        if let Some(phone) = player.socket {
+            let frame = request_cancel(&mut eng.scratch, &req.id, None, reason);
+            eng.send(phone, frame, Class::Reliable);
+        }
+    }
+    let frame = request_cancel(&mut eng.scratch, &req.id, Some(&player.id), reason);
+    to_host(eng, metrics, host, frame);
+}
+
+fn request<H: Host>(cx: &mut Cx<'_, H>, code: Code, f: Fields<'_, '_>, now: u64) -> Done {
+    let id = f.id("request_id")?;
+    let player_id = f.str("player_id")?;
+    let kind = f.str("kind")?;
+    let payload = f.get("payload");
+    let timeout = f.opt_int("timeout_ms", 1, REQUEST_TIMEOUT_MAX_MS as i64)?;
+    let party = cx.pk.parties.get_mut(&code).expect("checked");
+    let phone = online(party, player_id)?;
+    let taken = party
+        .players
+        .iter()
+        .any(|p| &*p.id != player_id && p.request.as_ref().is_some_and(|r| &*r.id == id));
+    if taken {
+        return refuse(
+            PkError::MalformedMessage,
+            format!("request_id {id:?} is open for another player"),
+        );
+    }
+    let (host, serial) = (party.host, party.serial);
+    let player = party.player_mut(player_id).expect("online above");
+    let n = player.n;
+    let resend = player.request.as_ref().is_some_and(|r| &*r.id == id);
+    if !resend {
+        end_request(cx.eng, &cx.pk.metrics, host, player, "superseded", true);
+    }
+    cx.pk.serial += 1;
+    let epoch = cx.pk.serial;
+    player.request = Some(Request {
+        id: id.into(),
+        epoch,
+    });
+    let frame = wire::message(&mut cx.eng.scratch, "control.request", |w| {
+        w.key("request_id").str(id).key("kind").str(kind);
+        if let Some(p) = payload {
+            w.key("payload").value(p);
+        }
+        if let Some(t) = timeout {
+            w.key("timeout_ms").i64(t);
+        }
+    });
+    cx.eng.send(phone, frame, Class::Reliable);
+    if let Some(t) = timeout {
+        let timer = Timer::Request {
+            code,
+            serial,
+            n,
+            epoch,
+        };
+        cx.eng.set_timer(now + t as u64, H::timer(timer));
+    }
+    Ok(())
+}
+
+// ---- Screens ----
+
+/// `screen_name?, data, revision, shown_at?` (of `screen.state` and
+/// `session.joined.screen`).
+fn screen_fields(w: &mut Writer<'_>, s: &Screen) {
+    if let Some(name) = &s.name {
+        w.key("screen_name").str(name);
+    }
+    w.key("data").map(s.data.len() as u32);
+    for (k, v) in &s.data {
+        w.key(k).json(v);
+    }
+    w.end_map();
+    w.key("revision").u64(s.revision);
+    if let Some(at) = s.shown_at {
+        w.key("shown_at").u64(at);
+    }
+}
+
+fn screen<H: Host>(
+    cx: &mut Cx<'_, H>,
+    code: Code,
+    kind: &str,
+    f: Fields<'_, '_>,
+    now: u64,
+) -> Done {
+    let show = kind == "screen.show";
+    let targets = f.opt_strings("player_ids")?;
+    let name = if show { Some(f.str("screen")?) } else { None };
+    let data = if show {
+        f.opt_object("data")?
+    } else {
+        Some(f.object("data")?)
+    };
+    let revision = f.opt_int("revision", 0, i64::MAX)?.map(|r| r as u64);
+    let unix = cx.eng.unix_ms(now);
+    let party = cx.pk.parties.get_mut(&code).expect("checked");
+    if let (Some(name), Some(flow)) = (name, &party.flow) {
+        if flow.screen(name).is_none() {
+            return refuse(
+                PkError::ScreenNotFound,
+                format!("the flow has no screen {name:?}"),
+            );
+        }
+    }
+    let is_target = |p: &Player| targets.as_ref().is_none_or(|ids| ids.contains(&&*p.id));
+    if let Some(rev) = revision {
+        if let Some(p) = party
+            .players
+            .iter()
+            .find(|p| is_target(p) && p.screen.revision >= rev)
+        {
+            return refuse(
+                PkError::RevisionConflict,
+                format!(
+                    "revision {rev} is not above player {:?}'s revision {}",
+                    p.id, p.screen.revision
+                ),
+            );
+        }
+    }
+    let owned: Option<serde_json::Map<String, serde_json::Value>> =
+        data.map(|d| match crate::codec::to_json(d) {
+            serde_json::Value::Object(m) => m,
+            _ => unreachable!("checked to be an object"),
+        });
+    for p in party.players.iter_mut().filter(|p| is_target(p)) {
+        let s = &mut p.screen;
+        s.revision = revision.unwrap_or(s.revision + 1);
+        if let Some(name) = name {
+            s.name = Some(name.into());
+            s.data = owned.clone().unwrap_or_default();
+            s.shown_rev = s.revision;
+            s.shown_at = Some(unix);
+        } else if let Some(patch) = &owned {
+            for (k, v) in patch {
+                s.data.insert(k.clone(), v.clone());
+            }
+        }
+        let Some(phone) = p.socket else {
+            continue;
+        };
+        let frame = if show {
+            wire::message(&mut cx.eng.scratch, "screen.show", |w| {
+                w.key("screen").str(name.expect("show"));
+                match data {
+                    Some(d) => w.key("data").value(d),
+                    None => w.key("data").map(0).end_map(),
+                };
+                w.key("revision").u64(s.revision);
+                w.key("shown_at").u64(unix);
+            })
+        } else {
+            wire::message(&mut cx.eng.scratch, "screen.update_data", |w| {
+                w.key("data").value(data.expect("update"));
+                w.key("revision").u64(s.revision);
+            })
+        };
+        cx.eng.send(phone, frame, Class::Reliable);
+    }
+    Ok(())
+}
+
+// ---- Phones ----
+
+fn from_phone<H: Host>(
+    cx: &mut Cx<'_, H>,
+    key: SessionKey,
+    code: Code,
+    n: u32,
+    kind: &str,
+    f: Fields<'_, '_>,
+    _now: u64,
+) -> Done {
+    let strict = cx.pk.cfg.strict_payloads;
+    let party = cx.pk.parties.get_mut(&code).expect("checked");
+    let host = party.host;
+    match kind {
+        "session.leave" => {
+            let text = reason_text(&f)?;
+            if let Some(player) = party.nth_mut(n) {
+                player.socket = None;
+            }
+            close_socket(cx.eng, key, "user_left");
+            remove_player(cx, code, n, "user_left", text);
+            Ok(())
+        }
+        "player.update" => {
+            let name = f.opt_str("name")?.map(|s| cut(s, NAME_MAX));
+            let color = f.opt_str("color")?;
+            let player = party.nth_mut(n).expect("checked");
+            if let Some(name) = name {
+                player.name = name.into();
+            }
+            if color.is_some() {
+                player.color = party::color(color, n);
+            }
+            let frame = wire::message(&mut cx.eng.scratch, "player.update", |w| {
+                w.key("player_id").str(&player.id);
+                if name.is_some() {
+                    w.key("name").str(&player.name);
+                }
+                if color.is_some() {
+                    w.key("color").str(&player.color);
+                }
+            });
+            to_host(cx.eng, &cx.pk.metrics, host, frame);
+            Ok(())
+        }
+        "input.widget_event" => {
+            let widget = f.str("widget_id")?;
+            let event = f.str("event_type")?;
+            let payload = f.any("payload")?;
+            let revision = f.opt_int("revision", 0, i64::MAX)?;
+            let player = party.nth(n).expect("checked");
+            if let Some(rev) = revision {
+                if (rev as u64) < player.screen.shown_rev {
+                    return refuse(
+                        PkError::StaleInput,
+                        format!(
+                            "revision {rev} is below the current screen's {}",
+                            player.screen.shown_rev
+                        ),
+                    );
+                }
+            }
+            if strict {
+                if let Some(flow) = &party.flow {
+                    check_event(flow, &player.screen, widget, event, payload)?;
+                }
+            }
+            let frame = wire::message(&mut cx.eng.scratch, "input.widget_event", |w| {
+                w.key("widget_id").str(widget).key("event_type").str(event);
+                w.key("payload").value(payload);
+                if let Some(r) = revision {
+                    w.key("revision").i64(r);
+                }
+                w.key("player_id").str(&player.id);
+            });
+            to_host(cx.eng, &cx.pk.metrics, host, frame);
+            Ok(())
+        }
+        "input.response" => {
+            let id = f.str("request_id")?;
+            let payload = f.any("payload")?;
+            let player = party.nth_mut(n).expect("checked");
+            if player.request.as_ref().is_none_or(|r| &*r.id != id) {
+                return refuse(
+                    PkError::RequestCancelled,
+                    format!("request {id:?} is not open (superseded, cancelled, timed out or never sent)"),
+                );
+            }
+            player.request = None;
+            let frame = wire::message(&mut cx.eng.scratch, "input.response", |w| {
+                w.key("request_id").str(id).key("player_id").str(&player.id);
+                w.key("payload").value(payload);
+            });
+            to_host(cx.eng, &cx.pk.metrics, host, frame);
+            Ok(())
+        }
+        "control.request_cancel" => {
+            let id = f.str("request_id")?;
+            let player = party.nth_mut(n).expect("checked");
+            if player.request.as_ref().is_some_and(|r| &*r.id == id) {
+                player.request = None;
+                let frame = request_cancel(&mut cx.eng.scratch, id, Some(&player.id), "cancelled");
+                to_host(cx.eng, &cx.pk.metrics, host, frame);
+            }
+            Ok(())
+        }
+        "screen.acknowledge" => {
+            let screen = f.str("screen")?;
+            let revision = f.int("revision", 0, i64::MAX)?;
+            let player = party.nth(n).expect("checked");
+            let frame = wire::message(&mut cx.eng.scratch, "screen.acknowledge", |w| {
+                w.key("screen").str(screen).key("revision").i64(revision);
+                w.key("player_id").str(&player.id);
+            });
+            to_host(cx.eng, &cx.pk.metrics, host, frame);
+            Ok(())
+        }
+        "screen.query" => {
+            let player = party.nth(n).expect("checked");
+            let frame = wire::message(&mut cx.eng.scratch, "screen.state", |w| {
+                screen_fields(w, &player.screen);
+            });
+            cx.eng.send(key, frame, Class::Reliable);
+            Ok(())
+        }
+        "control.ack" => {
+            let id = f.str("broadcast_id")?;
+            let Some(at) = party.broadcasts.iter().position(|b| &*b.id == id) else {
+                return Ok(());
+            };
+            let tracked = &mut party.broadcasts[at];
+            if let Some(r) = tracked
+                .results
+                .iter_mut()
+                .find(|r| r.0 == n && r.2 == Outcome::Waiting)
+            {
+                r.2 = Outcome::Delivered;
+            }
+            if tracked.done() {
+                let tracked = party.broadcasts.remove(at);
+                let frame = broadcast_result(&mut cx.eng.scratch, &tracked);
+                to_host(cx.eng, &cx.pk.metrics, host, frame);
+            }
+            Ok(())
+        }
+        "control.resend_accepted" | "control.resend_failed" => {
+            let accepted = kind == "control.resend_accepted";
+            let count = if accepted {
+                Some(f.int("replayed_count", 0, i64::MAX)?)
+            } else {
+                None
+            };
+            let reason = if accepted {
+                None
+            } else {
+                Some(f.str("reason")?)
+            };
+            let player = party.nth(n).expect("checked");
+            let frame = wire::message(&mut cx.eng.scratch, kind, |w| {
+                if let Some(c) = count {
+                    w.key("replayed_count").i64(c);
+                }
+                if let Some(r) = reason {
+                    w.key("reason").str(r);
+                }
+                w.key("player_id").str(&player.id);
+            });
+            to_host(cx.eng, &cx.pk.metrics, host, frame);
+            Ok(())
+        }
+        _ => unreachable!("sender_of lists every phone message"),
+    }
+}
+
+/// Strict payloads: the event names a widget of the player's current screen, and an
+/// event on a widget of a checked type matches the page's table.
+fn check_event(
+    flow: &Flow,
+    screen: &Screen,
+    widget: &str,
+    event: &str,
+    payload: &Value<'_>,
+) -> Result<(), Bad> {
+    let name = screen.name.as_deref().unwrap_or("");
+    let Some(w) = flow
+        .screen(name)
+        .and_then(|ws| ws.iter().find(|w| &*w.id == widget))
+    else {
+        return Err(Bad(format!("widget {widget:?} is not on screen {name:?}")));
+    };
+    let field = |k| crate::codec::field(payload, k);
+    let unit = |k, lo: f64, hi: f64| {
+        field(k)
+            .and_then(number)
+            .is_some_and(|x| (lo..=hi).contains(&x))
+    };
+    let ok = match (&w.kind, event) {
+        (WidgetKind::Other, _) => true,
+        (WidgetKind::Button, "press" | "release") => matches!(payload, Value::Object(_)),
+        (WidgetKind::Joystick, "move") => unit("x", -1.0, 1.0) && unit("y", -1.0, 1.0),
+        (WidgetKind::ChoiceList(choices), "select") => field("choice_id")
+            .and_then(as_str)
+            .is_some_and(|c| choices.iter().any(|x| &**x == c)),
+        (WidgetKind::Canvas, "stroke_progress" | "stroke_end") => {
+            let stroke = field("stroke_id").and_then(as_str).is_some();
+            let seq = field("seq").and_then(as_i64).is_some_and(|s| s >= 0);
+            let points = event == "stroke_end"
+                || matches!(field("points"), Some(Value::Array(ps)) if !ps.is_empty() && ps.iter().all(point));
+            stroke && seq && points
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Bad(format!(
+            "event {event:?} with this payload does not fit widget {widget:?}"
+        )))
+    }
+}
+
+fn number(v: &Value<'_>) -> Option<f64> {
+    match v {
+        Value::Static(simd_json::StaticNode::I64(i)) => Some(*i as f64),
+        Value::Static(simd_json::StaticNode::U64(u)) => Some(*u as f64),
+        Value::Static(simd_json::StaticNode::F64(x)) => Some(*x),
+        _ => None,
+    }
+}
+
+/// `[x, y]`, numbers in [0, 1].
+fn point(v: &Value<'_>) -> bool {
+    matches!(v, Value::Array(xy) if xy.len() == 2
+        && xy.iter().all(|c| number(c).is_some_and(|x| (0.0..=1.0).contains(&x))))
+}
+
+// ---- Timers ----
+
+pub(super) fn timer<H: Host>(cx: &mut Cx<'_, H>, timer: Timer, _now: u64) {
+    let live = |cx: &Cx<'_, H>, code: &Code, serial: u64| {
+        cx.pk.parties.get(code).is_some_and(|p| p.serial == serial)
+    };
+    match timer {
+        Timer::Ttl { code, serial } => {
+            if !live(cx, &code, serial) {
+                return;
+            }
+            let party = end_party(cx, code).expect("live");
+            for phone in party.players.iter().filter_map(|p| p.socket) {
+                end_socket(cx.eng, phone, "timeout", None);
+            }
+            if let Some(host) = party.host {
+                end_socket(cx.eng, host, "timeout", None);
+            }
+        }
+        Timer::Grace {
+            code,
+            serial,
+            n,
+            epoch,
+        } => {
+            if !live(cx, &code, serial) {
+                return;
+            }
+            let party = &cx.pk.parties[&code];
+            if party
+                .nth(n)
+                .is_some_and(|p| p.epoch == epoch && p.socket.is_none())
+            {
+                remove_player(cx, code, n, "timeout", None);
+            }
+        }
+        Timer::Broadcast {
+            code,
+            serial,
+            broadcast,
+        } => {
+            if !live(cx, &code, serial) {
+                return;
+            }
+            let party = cx.pk.parties.get_mut(&code).expect("live");
+            let Some(at) = party.broadcasts.iter().position(|b| b.serial == broadcast) else {
+                return;
+            };
+            let tracked = party.broadcasts.remove(at);
+            let frame = broadcast_result(&mut cx.eng.scratch, &tracked);
+            to_host(cx.eng, &cx.pk.metrics, party.host, frame);
+        }
+        Timer::Request {
+            code,
+            serial,
+            n,
+            epoch,
+        } => {
+            if !live(cx, &code, serial) {
+                return;
+            }
+            let party = cx.pk.parties.get_mut(&code).expect("live");
+            let host = party.host;
+            let Some(player) = party
+                .nth_mut(n)
+                .filter(|p| p.request.as_ref().is_some_and(|r| r.epoch == epoch))
+            else {
+                return;
+            };
+            end_request(cx.eng, &cx.pk.metrics, host, player, "timeout", true);
+        }
+    }
+}
