@@ -5,10 +5,15 @@
 #
 # Usage: benches/compare.sh [--quick] [SCENARIO...]
 #   scenarios: fanout fanout10 fanout40 flush bigroom hugeroom idle saturate lobby peerjs
-#              (default: the first eight but flush; `flush` = fanout with huddle at
-#              limits.flush_interval_us 0 and 1000; `all` = every one)
+#              pairkit (default: the first eight but flush; `flush` = fanout with huddle at
+#              limits.flush_interval_us 0 and 1000; `all` = the first eight)
 #   lobby      huddle's cloudlink relay (lobbies of 8, G_MSG at 20/s) beside huddle's rooms
 #              fanout at the same shape: server CPU per delivered message, lobby / rooms
+#   pairkit    huddle's PairKit relay (sessions of 1 host + 8 phones: phones send
+#              input.widget_event at 30/s to the host, the host control.broadcast at 10/s to
+#              its phones) beside huddle's rooms fanout in rooms of 9 at 4 msg/s each (about
+#              the same deliveries/s): server CPU per delivered message, pairkit / rooms, and
+#              the host's input latency p50/p99 (phone send -> host receive)
 #   peerjs     500 pairs of PeerJS peers (OFFER or ANSWER + 4 CANDIDATEs each per second):
 #              huddle's broker beside the `peer` 1.0.2 server (../shared/peers/peerjs-server.sh),
 #              server CPU per forward, huddle / peer
@@ -23,6 +28,9 @@
 #                           is compared with its round's peer, then the median ratio)
 #   PEERS="uws"             peers to compare with ("" = huddle only)
 #   PEERJS_RATE=5           peerjs: signals per peer per second (5 = the scenario's 10 per pair)
+#   PAIRKIT_RATE=30 PAIRKIT_HOST_RATE=10
+#                           pairkit: inputs per phone, broadcasts per host per second
+#   PAIRKIT_ROOMS_RATE=4    pairkit: the rooms row's msg/s per member (rooms of 9)
 #   CODEC=json              huddle's codec (json | msgpack)
 #   BATCH_US=               loadgen --batch-us (poll tick, µs; empty = loadgen's default, 100)
 #   SERVER_CPU=0 LOADGEN_CPU=1
@@ -69,6 +77,9 @@ HUDDLE_FLUSH=${HUDDLE_FLUSH:-0}
 ROUNDS=${ROUNDS:-1}
 PEERS=${PEERS-uws}
 PEERJS_RATE=${PEERJS_RATE:-5}
+PAIRKIT_RATE=${PAIRKIT_RATE:-30}
+PAIRKIT_HOST_RATE=${PAIRKIT_HOST_RATE:-10}
+PAIRKIT_ROOMS_RATE=${PAIRKIT_ROOMS_RATE:-4}
 CODEC=${CODEC:-json}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
@@ -173,7 +184,8 @@ affinity_violations() {
 # --- one run -------------------------------------------------------------------------------
 
 # run_once LABEL KIND FLUSH SCENARIO -- loadgen args...
-# KIND: huddle | huddle-cl5 | huddle-peerjs | uws | peer. Sets `line` to loadgen's summary
+# KIND: huddle | huddle-cl5 | huddle-peerjs | huddle-pairkit | uws | peer. Sets `line` to
+# loadgen's summary
 # (plus the script's own checks).
 line=""
 run_once() {
@@ -181,7 +193,7 @@ run_once() {
   local port pid log cfg url extra=()
   wait_quiet
   port=$(free_port)
-  log="$OUT/${scen}-${label// /_}-$port"
+  log="$OUT/${scen}-${label//[^A-Za-z0-9@#.=-]/_}-$port"
   case "$kind" in
     huddle*)
       cfg="$log.toml"
@@ -203,6 +215,7 @@ EOF
         huddle) url="ws://127.0.0.1:$port/rooms"; extra=(--codec "$CODEC") ;;
         huddle-cl5) url="ws://127.0.0.1:$port/cl5?ugi=bench"; extra=(--cl5) ;;
         huddle-peerjs) url="ws://127.0.0.1:$port/"; extra=(--peerjs) ;;
+        huddle-pairkit) url="ws://127.0.0.1:$port/pairkit"; extra=(--pairkit) ;;
       esac
       ;;
     peer)
@@ -293,12 +306,23 @@ notes_of() {
   o=$(other_load "$l")
   if [ "$o" -gt "$OTHER_MAX" ]; then n="$n other-load=${o}%"; fi
   if [ -n "$(kv "$l" noisy_busy_pct)" ]; then n="$n noisy-start"; fi
+  local pe; pe=$(kv "$l" pairkit_errors)
+  if [ -n "$pe" ] && [ "$pe" != none ]; then n="$n system.error:$pe"; fi
+  # --pairkit: the host's input latency (a phone's send to its host's receive).
+  if [ -n "$(kv "$l" inputs)" ] && [ "$(kv "$l" inputs)" != 0 ]; then
+    n="$n host-input-p50/p99=$(kv "$l" input_p50_us)/$(kv "$l" input_p99_us)us"
+  fi
   echo "${n# }"
+}
+
+# Median of the numbers given as arguments.
+median() {
+  printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'
 }
 
 table_header() { # scenario description [ratio column title]
   printf '\n== %s: %s\n' "$1" "$2"
-  printf '%-17s %10s %7s %15s %11s %12s %9s %8s %10s %9s  %s\n' \
+  printf '%-21s %10s %7s %15s %11s %12s %9s %8s %10s %9s  %s\n' \
     server "deliv/s" ratio "p50/p99 us" "srv us/msg" "user us/msg" "peak RSS" "lg CPU" "lg us/msg" "${3:-vs uWS}" notes
 }
 
@@ -310,7 +334,7 @@ table_row() { # label line peer_us
   fi
   rss=$(kv "$l" server_peak_rss_kb)
   [ -z "$rss" ] || rss=$(awk -v k="$rss" 'BEGIN{printf "%.1f MB", k / 1024}')
-  printf '%-17s %10s %7s %15s %11s %12s %9s %8s %10s %9s  %s\n' "$1" \
+  printf '%-21s %10s %7s %15s %11s %12s %9s %8s %10s %9s  %s\n' "$1" \
     "$(kv "$l" delivered_per_s)" "$(kv "$l" ratio)" "$(kv "$l" p50_us)/$(kv "$l" p99_us)" \
     "${us:--}" "$(kv "$l" server_user_us_per_msg)" "${rss:--}" "$(kv "$l" client_cpu_pct)%" \
     "$(kv "$l" client_us_per_msg)" "$vs" \
@@ -369,14 +393,21 @@ compare() {
 # Two servers (or two modes of one) side by side, ROUNDS rounds in turn, and the ratio of
 # their server CPU per delivered message (test / base), per round and the median.
 # pair SCENARIO DESCRIPTION BASE_LABEL BASE_KIND TEST_LABEL TEST_KIND RATIO_TITLE -- loadgen args...
+# The arrays pair_base_args and pair_test_args (empty unless set) add loadgen args for one
+# side only (e.g. different rates for two shapes with the same deliveries/s).
+pair_base_args=(); pair_test_args=()
 pair() {
   local scen=$1 desc=$2 bl=$3 bk=$4 tl=$5 tk=$6 title=$7; shift 8
   local labels=() lines=() peers=() ratios=() r round b t
+  local in50=() in99=()
   for ((r = 1; r <= ROUNDS; r++)); do
     round=""
     [ "$ROUNDS" = 1 ] || round=" #$r"
-    run_one "$bl$round" "$bk" 0 "$scen" -- "$@"; b=$line
-    run_one "$tl$round" "$tk" 0 "$scen" -- "$@"; t=$line
+    run_one "$bl$round" "$bk" 0 "$scen" -- "$@" "${pair_base_args[@]}"; b=$line
+    run_one "$tl$round" "$tk" 0 "$scen" -- "$@" "${pair_test_args[@]}"; t=$line
+    if [ -n "$(kv "$t" inputs)" ] && [ "$(kv "$t" inputs)" != 0 ]; then
+      in50+=("$(kv "$t" input_p50_us)"); in99+=("$(kv "$t" input_p99_us)")
+    fi
     labels+=("$bl$round" "$tl$round"); lines+=("$b" "$t")
     peers+=("" "$(kv "$b" server_us_per_msg)")
     local bu tu; bu=$(kv "$b" server_us_per_msg); tu=$(kv "$t" server_us_per_msg)
@@ -395,17 +426,21 @@ pair() {
       "$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END{print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}')" \
       "${ratios[*]}"
   fi
+  if [ ${#in50[@]} -gt 0 ]; then
+    printf '%-17s host input latency (phone send -> host receive): median of %d rounds p50 %s us, p99 %s us (rounds p50: %s; p99: %s)\n' \
+      "$tl" "${#in50[@]}" "$(median "${in50[@]}")" "$(median "${in99[@]}")" "${in50[*]}" "${in99[*]}"
+  fi
 }
 
 # --- scenarios -----------------------------------------------------------------------------
 
 common=(--duration "$DURATION" --warmup "$WARMUP" --size 64)
 if [ $quick = 1 ]; then
-  lobby=(--conns 200 --room 8); pairs=(--conns 200)
+  lobby=(--conns 200 --room 8); pairs=(--conns 200); pk=(--conns 198 --room 9)
   fan=(--conns 200 --room 10); big=(--conns 200 --room 50)
   huge=(--conns 400 --room 400 --senders 20); idle_conns=500
 else
-  lobby=(--conns 1000 --room 8); pairs=(--conns 1000)
+  lobby=(--conns 1000 --room 8); pairs=(--conns 1000); pk=(--conns 999 --room 9)
   fan=(--conns 1000 --room 10); big=(--conns 1000 --room 50)
   huge=(--conns 5000 --room 5000 --senders 20); idle_conns=5000
 fi
@@ -520,7 +555,12 @@ for s in "${scenarios[@]}"; do
     peerjs)   if [ ! -f "$peerjs_sh" ]; then echo "warning: $peerjs_sh not found: skipping peerjs" >&2; continue; fi
               pair peerjs "${pairs[*]} (pairs), OFFER or ANSWER + 4 CANDIDATEs in turn, $PEERJS_RATE per peer per second (64 B of SDP / candidate each)" \
                 "peer 1.0.2" peer "huddle broker" huddle-peerjs "vs peer" -- "${pairs[@]}" --rate "$PEERJS_RATE" "${common[@]}" ;;
-    *) echo "unknown scenario $s (fanout fanout10 fanout40 flush bigroom hugeroom idle saturate lobby peerjs)" >&2; exit 2 ;;
+    pairkit)  pair_base_args=(--rate "$PAIRKIT_ROOMS_RATE")
+              pair_test_args=(--rate "$PAIRKIT_RATE" --host-rate "$PAIRKIT_HOST_RATE")
+              pair pairkit "${pk[*]}, 64 B of data each: rooms echo_room at $PAIRKIT_ROOMS_RATE msg/s per member (to all 9) vs pairkit sessions of 1 host + 8 phones (phones input.widget_event at $PAIRKIT_RATE/s to the host, the host control.broadcast at $PAIRKIT_HOST_RATE/s to its 8 phones)" \
+                "huddle rooms 9@${PAIRKIT_ROOMS_RATE}/s" huddle "huddle pairkit" huddle-pairkit "vs rooms" -- "${pk[@]}" "${common[@]}"
+              pair_base_args=(); pair_test_args=() ;;
+    *) echo "unknown scenario $s (fanout fanout10 fanout40 flush bigroom hugeroom idle saturate lobby peerjs pairkit)" >&2; exit 2 ;;
   esac
 done
 echo

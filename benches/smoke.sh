@@ -2,15 +2,16 @@
 # Smoke test of the relay path over real sockets (not a timing test): starts huddle (the
 # binary given, release or debug), runs loadgen (the `loadgen` beside it) with ~50
 # connections for ~3 s per mode — rooms of 10 in each codec, cloudlink relay lobbies of 10
-# (`cl5`), PeerJS pairs on the broker (`peerjs`) — and fails when any message is lost
-# (ratio < 0.99), any error is counted, or setup fails.
+# (`cl5`), PeerJS pairs on the broker (`peerjs`), PairKit sessions of 1 host + 9 phones
+# (`pairkit`: inputs at 10/s per phone, broadcasts at 10/s per host) — and fails when any
+# message is lost (ratio < 0.99), any error is counted, or setup fails.
 #
-# Usage: benches/smoke.sh [target/debug/huddle]   (SMOKE_CODECS="json msgpack cl5 peerjs")
+# Usage: benches/smoke.sh [target/debug/huddle]   (SMOKE_CODECS="json msgpack cl5 peerjs pairkit")
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-$root/target/debug/huddle}
 loadgen=${LOADGEN:-$(dirname "$bin")/loadgen}
-codecs=${SMOKE_CODECS:-json msgpack cl5 peerjs}
+codecs=${SMOKE_CODECS:-json msgpack cl5 peerjs pairkit}
 [ -x "$bin" ] || { echo "smoke: no huddle binary at $bin (cargo build --workspace --bins)" >&2; exit 1; }
 [ -x "$loadgen" ] || { echo "smoke: no loadgen binary at $loadgen (cargo build --workspace --bins)" >&2; exit 1; }
 
@@ -42,10 +43,12 @@ for codec in $codecs; do
   case "$codec" in
     cl5) mode=(--url "ws://127.0.0.1:$port/cl5?ugi=smoke" --cl5) ;;
     peerjs) mode=(--url "ws://127.0.0.1:$port/" --peerjs) ;;
+    pairkit) mode=(--url "ws://127.0.0.1:$port/pairkit" --pairkit --host-rate 10) ;;
     *) mode=(--url "ws://127.0.0.1:$port/rooms" --codec "$codec") ;;
   esac
-  # 50 connections, rooms of 10, 10 msg/s each (under the default 60/s rate limit; 50
-  # cloudlink upgrades are under the default 120 per address per minute).
+  # 50 connections, rooms of 10, 10 msg/s each (under the default 60/s rate limit, and
+  # pairkit's 100/s; 50 cloudlink upgrades are under the default 120 per address per
+  # minute).
   line=$("$loadgen" "${mode[@]}" --conns 50 --room 10 \
     --rate 10 --size 64 --duration 2 --warmup 1 --room-prefix "smoke-$codec" -q \
     --server-pid "$pid" 2> "$tmp/loadgen-$codec.log") || true

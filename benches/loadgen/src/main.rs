@@ -4,11 +4,17 @@
 //! window after a warm-up. Prints a progress line per second on stderr and one final
 //! `key=value` summary line on stdout.
 //!
-//! Four kinds of load: the rooms dialect (`--codec json|msgpack`, `echo_room`,
+//! Five kinds of load: the rooms dialect (`--codec json|msgpack`, `echo_room`,
 //! `ws://HOST/rooms`); `--peer-relay` (plain WebSocket, room = URL path `/room/<id>`, every
 //! message is published to the whole room, sender included); `--cl5` (CloudLink 5 relay
 //! lobbies, `ws://HOST/cl5?ugi=GAME`: the `lobby` scenario); `--peerjs` (a PeerJS broker,
-//! `ws://HOST/` = its prefix: pairs of peers signaling each other, the `peerjs` scenario).
+//! `ws://HOST/` = its prefix: pairs of peers signaling each other, the `peerjs` scenario);
+//! `--pairkit` (PairKit sessions, `ws://HOST/pairkit`: each `--room` connections are one
+//! host and its phones; phones send `input.widget_event` at `--rate` to the host, the host
+//! `control.broadcast` at `--host-rate` to its phones: the `pairkit` scenario). With
+//! `--pairkit` the summary adds the latency of inputs at hosts (`input_p50_us`...) and of
+//! broadcasts at phones (`event_p50_us`...), both counts, and the `system.error`s received
+//! by code (`pairkit_errors`).
 //!
 //! With `--server-pid` it also reads the server's CPU time (utime/stime from `/proc`) over
 //! the measured window, its RSS, and the CPUs its threads ran on.
@@ -17,12 +23,13 @@
 //! huddle library: `cargo build --release --workspace --bins` (or `-p loadgen`) puts it at
 //! `target/release/loadgen`, beside `huddle`, where the scripts in `benches/` look for it.
 
+mod json;
 mod procstat;
 mod worker;
 mod ws;
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +37,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 
-use worker::{Counts, Errors, Published, Worker};
+use worker::{Counts, Errors, PkErrors, Published, Worker, PK_CODES};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum CodecArg {
@@ -49,6 +56,8 @@ pub enum Codec {
     Cl5,
     /// A PeerJS broker (`--peerjs`).
     Peerjs,
+    /// PairKit sessions: a host and its phones (`--pairkit`).
+    Pairkit,
 }
 
 /// Load generator for huddle (rooms dialect) and peer relays.
@@ -57,30 +66,41 @@ pub enum Codec {
     name = "loadgen",
     version,
     about = "Load generator for huddle (rooms dialect, JSON or MessagePack; CloudLink 5 relay \
-             lobbies; the PeerJS broker), WebSocket room relays (--peer-relay) and PeerJS \
-             servers: paced timestamped messages, delivery ratio, one-way latency, loadgen and \
-             server CPU; one key=value summary line on stdout"
+             lobbies; the PeerJS broker; PairKit sessions), WebSocket room relays \
+             (--peer-relay) and PeerJS servers: paced timestamped messages, delivery ratio, \
+             one-way latency, loadgen and server CPU; one key=value summary line on stdout"
 )]
 struct Args {
-    /// Target URL: ws://HOST:PORT/rooms (rooms dialect) or ws://HOST:PORT (--peer-relay).
+    /// Target URL: ws://HOST:PORT/rooms (rooms dialect), ws://HOST:PORT (--peer-relay),
+    /// ws://HOST:PORT/pairkit (--pairkit)...
     #[arg(long, default_value = "ws://127.0.0.1:7777/rooms")]
     url: String,
     /// Plain WebSocket room relay: room = URL path /room/<id>, raw payloads.
-    #[arg(long, conflicts_with_all = ["cl5", "peerjs"])]
+    #[arg(long, conflicts_with_all = ["cl5", "peerjs", "pairkit"])]
     peer_relay: bool,
     /// CloudLink 5 relay lobbies (URL ws://HOST:PORT/cl5?ugi=GAME): each --room consecutive
     /// connections INIT and share a lobby the first creates with enable_relay; senders send
     /// G_MSG, which the relay delivers to every other member.
-    #[arg(long, conflicts_with = "peerjs")]
+    #[arg(long, conflicts_with_all = ["peerjs", "pairkit"])]
     cl5: bool,
     /// A PeerJS broker (URL ws://HOST:PORT/ = its prefix, key `peerjs`): connections pair
     /// up (0-1, 2-3, ...); each sends its partner an OFFER (even) or an ANSWER (odd) then
     /// --candidates CANDIDATEs, in turn, at --rate. --room is ignored.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pairkit")]
     peerjs: bool,
     /// --peerjs: CANDIDATEs per OFFER / ANSWER.
     #[arg(long, default_value_t = 4)]
     candidates: usize,
+    /// PairKit sessions (URL ws://HOST:PORT/pairkit): each --room consecutive connections
+    /// are one session, the first its host (session.create), the others phones that
+    /// session.join with the code the host got. Phones send input.widget_event at --rate
+    /// (delivered to the host), the host control.broadcast at --host-rate (delivered to
+    /// every phone as control.event); the send time is the payload's `t`.
+    #[arg(long)]
+    pairkit: bool,
+    /// --pairkit: control.broadcasts per second per host (0 = none).
+    #[arg(long, default_value_t = 10.0)]
+    host_rate: f64,
     /// Rooms-dialect codec.
     #[arg(long, value_enum, default_value = "json")]
     codec: CodecArg,
@@ -90,14 +110,16 @@ struct Args {
     /// Connections per room (consecutive connections share a room; the last may be smaller).
     #[arg(long, default_value_t = 10)]
     room: usize,
-    /// Messages per second per sending connection, paced evenly (0 = idle).
+    /// Messages per second per sending connection, paced evenly (0 = idle); with --pairkit,
+    /// per phone.
     #[arg(long, default_value_t = 20.0)]
     rate: f64,
     /// Connections that send (spread evenly over all); default: all.
     #[arg(long)]
     senders: Option<usize>,
     /// Payload bytes per message (the `data` string in the rooms dialect, the whole message
-    /// with --peer-relay), timestamp included; at least 18.
+    /// with --peer-relay, the `t` and `pad` strings of the payload with --pairkit),
+    /// timestamp included; at least 18.
     #[arg(long, default_value_t = 64)]
     size: usize,
     /// Measured window, seconds.
@@ -158,6 +180,8 @@ pub struct Plan {
     pub room_prefix: String,
     /// --peerjs: CANDIDATEs per OFFER / ANSWER.
     pub candidates: usize,
+    /// --pairkit: broadcasts per second per host.
+    pub host_rate: f64,
     /// Minimum time between two polls (0 = poll as soon as the last events are handled).
     pub batch_ns: u64,
 }
@@ -181,6 +205,9 @@ pub struct Shared {
     pub m1: AtomicU64,
     pub stop: AtomicBool,
     pub workers: Vec<Published>,
+    /// `--pairkit`: each session's code (4 ASCII bytes, little-endian; 0 = not yet),
+    /// published by its host for its phones, which may be on other workers.
+    pub codes: Vec<AtomicU32>,
 }
 
 impl Shared {
@@ -268,6 +295,21 @@ impl Progress {
     }
 }
 
+/// `--pairkit`: the `system.error`s received, `code:count,...` (`none` when none).
+fn pk_errors_list(pk: &PkErrors) -> String {
+    let names = PK_CODES.iter().copied().chain(["other"]);
+    let l: Vec<String> = names
+        .zip(pk)
+        .filter(|(_, &n)| n > 0)
+        .map(|(c, n)| format!("{c}:{n}"))
+        .collect();
+    if l.is_empty() {
+        "none".into()
+    } else {
+        l.join(",")
+    }
+}
+
 fn sleep_until(t: Instant) {
     let now = Instant::now();
     if t > now {
@@ -286,8 +328,8 @@ fn main() -> anyhow::Result<()> {
             ws::TS_LEN
         );
     }
-    if a.rate < 0.0 || a.duration <= 0.0 || a.warmup < 0.0 {
-        bail!("--rate, --warmup must be >= 0 and --duration > 0");
+    if a.rate < 0.0 || a.host_rate < 0.0 || a.duration <= 0.0 || a.warmup < 0.0 {
+        bail!("--rate, --host-rate, --warmup must be >= 0 and --duration > 0");
     }
     let (host, path) = parse_url(&a.url)?;
     let addr = host
@@ -295,15 +337,19 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("resolving {host}"))?
         .next()
         .context("no address")?;
-    let codec = match (a.peer_relay, a.cl5, a.peerjs, a.codec) {
+    let codec = match (a.peer_relay, a.cl5, a.peerjs, a.pairkit, a.codec) {
         (true, ..) => Codec::Peer,
         (_, true, ..) => Codec::Cl5,
-        (_, _, true, _) => Codec::Peerjs,
+        (_, _, true, ..) => Codec::Peerjs,
+        (_, _, _, true, _) => Codec::Pairkit,
         (.., CodecArg::Json) => Codec::Json,
         (.., CodecArg::Msgpack) => Codec::Msgpack,
     };
     if codec == Codec::Cl5 && !path.contains("ugi=") {
         bail!("--cl5 needs a URL with ?ugi=GAME (ws://HOST:PORT/cl5?ugi=bench)");
+    }
+    if codec == Codec::Pairkit && !(path == "/" || path.starts_with("/pairkit")) {
+        bail!("--pairkit needs a URL ws://HOST:PORT/pairkit (or ws://HOST:PORT/)");
     }
     let slash = matches!(codec, Codec::Peer | Codec::Peerjs);
     let base_path = if slash && !path.ends_with('/') {
@@ -328,8 +374,14 @@ fn main() -> anyhow::Result<()> {
         threads,
         room_prefix: a.room_prefix.clone(),
         candidates: a.candidates,
+        host_rate: a.host_rate,
         batch_ns: a.batch_us * 1000,
     });
+    let sessions = if codec == Codec::Pairkit {
+        a.conns.div_ceil(a.room)
+    } else {
+        0
+    };
     let shared = Arc::new(Shared {
         start: Instant::now(),
         t0: AtomicU64::new(0),
@@ -337,6 +389,7 @@ fn main() -> anyhow::Result<()> {
         m1: AtomicU64::new(u64::MAX),
         stop: AtomicBool::new(false),
         workers: (0..threads).map(|_| Published::default()).collect(),
+        codes: (0..sessions).map(|_| AtomicU32::new(0)).collect(),
     });
     let pid = a.server_pid;
     let rss_start = pid.and_then(procstat::proc_rss_kb);
@@ -446,11 +499,19 @@ fn main() -> anyhow::Result<()> {
     shared.stop.store(true, Release);
 
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+    let mut input_hist = hist.clone();
+    let mut event_hist = hist.clone();
     let mut counts = Counts::default();
     let mut errors = Errors::default();
+    let mut pk_errors = PkErrors::default();
     for h in handles {
         let r = h.join().map_err(|_| anyhow::anyhow!("worker panicked"))?;
         hist.add(&r.hist)?;
+        input_hist.add(&r.input_hist)?;
+        event_hist.add(&r.event_hist)?;
+        for (t, n) in pk_errors.iter_mut().zip(r.pk_errors) {
+            *t += n;
+        }
         let c = r.counts;
         counts.sent += c.sent;
         counts.delivered += c.delivered;
@@ -466,6 +527,8 @@ fn main() -> anyhow::Result<()> {
         counts.ready += c.ready;
         counts.failed += c.failed;
         counts.lost += c.lost;
+        counts.input_win += c.input_win;
+        counts.event_win += c.event_win;
         errors.add(&r.errors);
     }
 
@@ -483,6 +546,7 @@ fn main() -> anyhow::Result<()> {
         Codec::Msgpack => "msgpack",
         Codec::Cl5 => "cl5",
         Codec::Peerjs => "peerjs",
+        Codec::Pairkit => "pairkit",
     };
     out.push(("conns", a.conns.to_string()));
     out.push(("room", a.room.to_string()));
@@ -492,16 +556,16 @@ fn main() -> anyhow::Result<()> {
     out.push(("delivered", counts.delivered_win.to_string()));
     out.push(("expected", counts.expected_win.to_string()));
     out.push(("ratio", format!("{ratio:.4}")));
-    let lat = |q: f64| {
-        if hist.is_empty() {
+    let lat = |h: &Histogram<u64>, q: f64| {
+        if h.is_empty() {
             "0".to_string()
         } else {
-            us(hist.value_at_quantile(q))
+            us(h.value_at_quantile(q))
         }
     };
-    out.push(("p50_us", lat(0.5)));
-    out.push(("p99_us", lat(0.99)));
-    out.push(("p999_us", lat(0.999)));
+    out.push(("p50_us", lat(&hist, 0.5)));
+    out.push(("p99_us", lat(&hist, 0.99)));
+    out.push(("p999_us", lat(&hist, 0.999)));
     out.push((
         "max_us",
         if hist.is_empty() {
@@ -510,6 +574,18 @@ fn main() -> anyhow::Result<()> {
             us(hist.max())
         },
     ));
+    if codec == Codec::Pairkit {
+        // Phones' inputs at their hosts, and hosts' broadcasts at their phones.
+        out.push(("host_rate", format!("{}", a.host_rate)));
+        out.push(("inputs", counts.input_win.to_string()));
+        out.push(("input_p50_us", lat(&input_hist, 0.5)));
+        out.push(("input_p99_us", lat(&input_hist, 0.99)));
+        out.push(("input_p999_us", lat(&input_hist, 0.999)));
+        out.push(("events", counts.event_win.to_string()));
+        out.push(("event_p50_us", lat(&event_hist, 0.5)));
+        out.push(("event_p99_us", lat(&event_hist, 0.99)));
+        out.push(("event_p999_us", lat(&event_hist, 0.999)));
+    }
     let mut client_cpu_pct = 0.0;
     let mut tail: Vec<(&str, String)> = Vec::new();
     if let Some((c0, c1, s0, s1, wall, rss, box_us)) = window {
@@ -599,6 +675,9 @@ fn main() -> anyhow::Result<()> {
     if pid.is_some() {
         out.push(("server_cpus", procstat::mask_list(prog.server_cpus)));
         out.push(("server_threads", prog.server_threads.to_string()));
+    }
+    if codec == Codec::Pairkit {
+        out.push(("pairkit_errors", pk_errors_list(&pk_errors)));
     }
     out.push(("client_cpus", procstat::mask_list(prog.client_cpus)));
     out.push(("setup_ok", u8::from(setup_ok).to_string()));

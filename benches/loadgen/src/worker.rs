@@ -1,6 +1,13 @@
 //! One load generator thread: a mio poll over many connections, each with one read buffer
 //! (frames parsed in place) and, for senders, one pre-built masked message frame whose
 //! timestamp bytes are patched per send. Nothing is allocated per message.
+//!
+//! `--pairkit`: each `--room` consecutive connections are one session, the first its host.
+//! The host sends `session.create` and publishes the code it gets in `Shared::codes`; its
+//! phones (on any worker) wait for that code, then `session.join`. Phones send
+//! `input.widget_event` at `--rate`, hosts `control.broadcast` at `--host-rate` (two
+//! pacers); deliveries are the inputs hosts receive and the `control.event`s phones
+//! receive, each with its own latency histogram beside the overall one.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
@@ -13,6 +20,7 @@ use memchr::memmem;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+use super::json;
 use super::ws::{self, mp, Parsed, Template, TS_LEN, TS_MARKER};
 use super::{Codec, Plan, Shared};
 
@@ -92,12 +100,53 @@ pub struct Counts {
     pub failed: u64,
     /// Connections that ended after they were ready (closed by the server, reset...).
     pub lost: u64,
+    /// `--pairkit`: window deliveries of phones' inputs (at hosts) and of hosts'
+    /// broadcasts (`control.event`s at phones).
+    pub input_win: u64,
+    pub event_win: u64,
+}
+
+/// `--pairkit`: the `system.error` codes of the protocol, counted one by one (any other
+/// code is counted as `other`).
+pub const PK_CODES: [&str; 16] = [
+    "session_not_found",
+    "session_full",
+    "invalid_code",
+    "rate_limited",
+    "protocol_version_mismatch",
+    "malformed_message",
+    "payload_too_large",
+    "player_not_found",
+    "host_resume_rejected",
+    "stale_input",
+    "screen_not_found",
+    "revision_conflict",
+    "player_offline",
+    "request_cancelled",
+    "internal_error",
+    "unauthorized",
+];
+
+/// `system.error`s received, per code of `PK_CODES`, then `other`.
+pub type PkErrors = [u64; PK_CODES.len() + 1];
+
+/// The slot of `code` in `PkErrors`.
+fn pk_code_slot(code: &[u8]) -> usize {
+    PK_CODES
+        .iter()
+        .position(|c| c.as_bytes() == code)
+        .unwrap_or(PK_CODES.len())
 }
 
 pub struct WorkerResult {
     pub hist: Histogram<u64>,
+    /// `--pairkit`: latency of phones' inputs at their host, and of hosts' broadcasts at
+    /// their phones (window deliveries only, as `hist`).
+    pub input_hist: Histogram<u64>,
+    pub event_hist: Histogram<u64>,
     pub counts: Counts,
     pub errors: Errors,
+    pub pk_errors: PkErrors,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -107,8 +156,9 @@ enum St {
     Handshaking,
     Joining,
     /// `--cl5`: the lobby was not there yet (its host is still creating it): join again.
+    /// `--pairkit`: a phone whose host has no session code yet: look again.
     JoinRetry,
-    /// `--cl5`: a join again is scheduled.
+    /// `--cl5`, `--pairkit`: a join (or a look for the code) is scheduled.
     JoinWait,
     Ready,
     Closing,
@@ -137,12 +187,17 @@ struct Conn {
 /// Window bounds and per-thread accounting shared by every connection of a worker.
 struct Ctx {
     plan: Arc<Plan>,
+    /// `--pairkit`: where hosts publish their session codes for their phones.
+    shared: Arc<Shared>,
     finder: memmem::Finder<'static>,
     m0: u64,
     m1: u64,
     hist: Histogram<u64>,
+    input_hist: Histogram<u64>,
+    event_hist: Histogram<u64>,
     counts: Counts,
     errors: Errors,
+    pk_errors: PkErrors,
     logged: u32,
 }
 
@@ -215,13 +270,66 @@ fn members(plan: &Plan, id: usize, room: usize) -> u64 {
         // The relay delivers to every member but the sender.
         Codec::Cl5 => in_room - 1,
         Codec::Peerjs => u64::from(partner(plan, id).is_some()),
+        // A host's broadcast reaches its phones; a phone's input, its host.
+        Codec::Pairkit if is_host(plan, id) => in_room - 1,
+        Codec::Pairkit => 1,
         _ => in_room,
     }
 }
 
-/// `--cl5`: the first connection of a lobby creates it.
+/// `--cl5`: the first connection of a lobby creates it. `--pairkit`: the first connection
+/// of a session is its host.
 fn is_host(plan: &Plan, id: usize) -> bool {
     id % plan.room == 0
+}
+
+/// `--pairkit`: a session code packed into a `Shared::codes` slot (0 = none yet): exactly
+/// 4 ASCII letters or digits, as the protocol issues them.
+fn pack_code(code: &[u8]) -> Option<u32> {
+    let c: [u8; 4] = code.try_into().ok()?;
+    c.iter()
+        .all(u8::is_ascii_alphanumeric)
+        .then(|| u32::from_le_bytes(c))
+}
+
+/// `--pairkit`: the code of session `room`, once its host has it.
+fn session_code(shared: &Shared, room: usize) -> Option<[u8; 4]> {
+    let v = shared.codes.get(room)?.load(Acquire);
+    (v != 0).then(|| v.to_le_bytes())
+}
+
+/// `--pairkit`: a host's first message, or a phone's join (once its host has the code).
+fn pairkit_setup_frame(id: usize, code: Option<[u8; 4]>, mask: [u8; 4], out: &mut Vec<u8>) {
+    let m = match code {
+        None => "{\"type\":\"session.create\"}".to_string(),
+        Some(c) => format!(
+            "{{\"type\":\"session.join\",\"code\":\"{}\",\"name\":\"lg{id}\"}}",
+            String::from_utf8_lossy(&c)
+        ),
+    };
+    ws::put_frame(out, ws::OP_TEXT, mask, m.as_bytes());
+}
+
+/// `--pairkit`: the payload object of a phone's input or a host's broadcast: the send time
+/// in `t` (`~T` + 16 hex digits of ns since the loadgen's start) and, for `--size` above
+/// that, a `pad` string, so that `t` and `pad` carry `--size` bytes as a rooms message's
+/// `data` does.
+fn pairkit_payload(plan: &Plan, phone: bool) -> String {
+    let mut p = String::from("{");
+    if phone {
+        p.push_str("\"x\":0.1,\"y\":0.2,");
+    }
+    p.push_str("\"t\":\"");
+    p.push_str(std::str::from_utf8(TS_MARKER).expect("ASCII"));
+    p.push_str(&"0".repeat(TS_LEN - TS_MARKER.len()));
+    p.push('"');
+    if plan.size > TS_LEN {
+        p.push_str(",\"pad\":\"");
+        p.push_str(&"x".repeat(plan.size - TS_LEN));
+        p.push('"');
+    }
+    p.push('}');
+    p
 }
 
 fn cl5_frame(mask: [u8; 4], out: &mut Vec<u8>, opcode: &str, payload: &str) {
@@ -272,6 +380,20 @@ fn message_templates(plan: &Plan, id: usize, room: usize, mask: [u8; 4]) -> Vec<
             }
             tpls
         }
+        Codec::Pairkit => {
+            let host = is_host(plan, id);
+            let payload = pairkit_payload(plan, !host);
+            let m = if host {
+                format!(
+                    "{{\"type\":\"control.broadcast\",\"event\":\"tick\",\"payload\":{payload}}}"
+                )
+            } else {
+                format!(
+                    "{{\"type\":\"input.widget_event\",\"widget_id\":\"stick\",\"event_type\":\"move\",\"payload\":{payload}}}"
+                )
+            };
+            vec![Template::new(ws::OP_TEXT, mask, m.as_bytes())]
+        }
         _ => vec![message_template(plan, room, mask, data.as_bytes())],
     }
 }
@@ -280,7 +402,9 @@ fn message_templates(plan: &Plan, id: usize, room: usize, mask: [u8; 4]) -> Vec<
 fn message_template(plan: &Plan, room: usize, mask: [u8; 4], data: &[u8]) -> Template {
     match plan.codec {
         Codec::Peer => Template::new(ws::OP_BINARY, mask, data),
-        Codec::Cl5 | Codec::Peerjs => unreachable!("their templates are message_templates'"),
+        Codec::Cl5 | Codec::Peerjs | Codec::Pairkit => {
+            unreachable!("their templates are message_templates'")
+        }
         Codec::Json => {
             let mut m = Vec::new();
             m.extend_from_slice(b"{\"v\":1,\"t\":\"room.message\",\"room\":\"");
@@ -491,6 +615,18 @@ impl Conn {
                 }
                 // The broker says OPEN.
                 Codec::Peerjs => self.st = St::Joining,
+                // A host creates its session; a phone joins it once the host has the code.
+                Codec::Pairkit if is_host(&ctx.plan, self.id) => {
+                    pairkit_setup_frame(self.id, None, self.mask, &mut self.wbuf);
+                    self.st = St::Joining;
+                }
+                Codec::Pairkit => match session_code(&ctx.shared, self.room) {
+                    Some(code) => {
+                        pairkit_setup_frame(self.id, Some(code), self.mask, &mut self.wbuf);
+                        self.st = St::Joining;
+                    }
+                    None => self.st = St::JoinRetry,
+                },
                 Codec::Json | Codec::Msgpack => {
                     handshake_frame(&ctx.plan, self.mask, &mut self.wbuf);
                     self.st = St::Handshaking;
@@ -567,6 +703,9 @@ fn on_frame(
     now: u64,
 ) -> Outcome {
     match opcode {
+        ws::OP_TEXT if ctx.plan.codec == Codec::Pairkit => {
+            return on_pairkit_frame(ctx, id, room, st, p, now);
+        }
         ws::OP_TEXT | ws::OP_BINARY | ws::OP_CONT => {
             if let Some(ts) = ws::find_ts(&ctx.finder, p) {
                 ctx.counts.delivered += 1;
@@ -676,25 +815,169 @@ fn on_frame(
     Outcome::Keep
 }
 
+/// `--pairkit`: what a delivery was.
+#[derive(Clone, Copy)]
+enum Delivery {
+    /// A phone's `input.widget_event`, at its host.
+    Input,
+    /// A host's `control.broadcast`, as a `control.event` at one of its phones.
+    Event,
+}
+
+/// `--pairkit`: the send time in a delivered message's `payload.t`.
+fn pairkit_ts(finder: &memmem::Finder<'_>, p: &[u8]) -> Option<u64> {
+    let t = json::str_field(json::field(p, b"payload")?, b"t")?;
+    if t.len() != TS_LEN || !t.starts_with(TS_MARKER) {
+        return None;
+    }
+    ws::find_ts(finder, t)
+}
+
+/// `--pairkit`: one text frame from the relay (JSON, read by its members, in any order).
+fn on_pairkit_frame(
+    ctx: &mut Ctx,
+    id: usize,
+    room: usize,
+    st: &mut St,
+    p: &[u8],
+    now: u64,
+) -> Outcome {
+    let host = is_host(&ctx.plan, id);
+    let ty = json::str_field(p, b"type").unwrap_or_default();
+    let delivery = match (ty, host) {
+        (b"input.widget_event", true) => Some(Delivery::Input),
+        (b"control.event", false) => Some(Delivery::Event),
+        _ => None,
+    };
+    if let (Some(kind), St::Ready) = (delivery, *st) {
+        let Some(ts) = pairkit_ts(&ctx.finder, p) else {
+            ctx.errors.proto += 1;
+            ctx.log("no payload.t", id, p);
+            return Outcome::Keep;
+        };
+        ctx.counts.delivered += 1;
+        if ts >= ctx.m0 && ts < ctx.m1 {
+            let lat = now.saturating_sub(ts).max(1);
+            ctx.counts.delivered_win += 1;
+            ctx.hist.saturating_record(lat);
+            match kind {
+                Delivery::Input => {
+                    ctx.counts.input_win += 1;
+                    ctx.input_hist.saturating_record(lat);
+                }
+                Delivery::Event => {
+                    ctx.counts.event_win += 1;
+                    ctx.event_hist.saturating_record(lat);
+                }
+            }
+        } else if ts < ctx.m0 {
+            ctx.counts.delivered_warm += 1;
+        }
+        return Outcome::Keep;
+    }
+    match (ty, *st) {
+        (b"system.error", _) => {
+            let code = json::str_field(p, b"code").unwrap_or_default();
+            ctx.pk_errors[pk_code_slot(code)] += 1;
+            if *st == St::Joining {
+                ctx.errors.join += 1;
+                ctx.log("setup refused", id, p);
+                return Outcome::End;
+            }
+            ctx.errors.server += 1;
+            ctx.log("system.error", id, p);
+        }
+        (b"session.created", St::Joining) if host => {
+            let code = json::str_field(p, b"code").and_then(pack_code);
+            let Some(code) = code else {
+                ctx.errors.join += 1;
+                ctx.log("session.created without a 4-character code", id, p);
+                return Outcome::End;
+            };
+            match ctx.shared.codes.get(room) {
+                Some(slot) => slot.store(code, Release),
+                None => {
+                    ctx.errors.join += 1;
+                    ctx.log("no code slot for session", id, p);
+                    return Outcome::End;
+                }
+            }
+            *st = St::Ready;
+            ctx.counts.ready += 1;
+        }
+        (b"session.joined", St::Joining) if !host => {
+            *st = St::Ready;
+            ctx.counts.ready += 1;
+        }
+        (_, St::Joining) if ty.is_empty() => {
+            ctx.errors.proto += 1;
+            ctx.log("frame without a type", id, p);
+            return Outcome::End;
+        }
+        // player.join at hosts, a session.ended before the close...
+        _ => ctx.counts.other_frames += 1,
+    }
+    Outcome::Keep
+}
+
 pub struct Worker {
     idx: usize,
     shared: Arc<Shared>,
     poll: Poll,
     conns: Vec<Conn>,
-    /// Local indices of the connections that send.
-    senders: Vec<usize>,
-    /// `--cl5`: (when, local index) of joins to send again.
+    /// The connections that send, by pace: one pacer at `--rate`, and with `--pairkit` a
+    /// second one for the hosts at `--host-rate`.
+    pacers: Vec<Pacer>,
+    /// `--cl5`: (when, local index) of joins to send again. `--pairkit`: of phones to look
+    /// again for their host's session code.
     rejoins: std::collections::VecDeque<(u64, usize)>,
     ctx: Ctx,
 }
 
+/// Sends of one group of connections at one rate: slots evenly spaced over its senders.
+struct Pacer {
+    /// Local indices of the connections that send.
+    senders: Vec<usize>,
+    slot_ns: f64,
+    /// Offset of this worker's slots (workers interleave theirs).
+    phase: f64,
+    slot: u64,
+    /// No more sends: past the measured window, or nothing to send.
+    done: bool,
+}
+
+impl Pacer {
+    fn new(senders: Vec<usize>, rate: f64, idx: usize, threads: usize) -> Pacer {
+        let done = senders.is_empty() || rate <= 0.0;
+        let slot_ns = if done {
+            f64::INFINITY
+        } else {
+            1e9 / (senders.len() as f64 * rate)
+        };
+        Pacer {
+            senders,
+            slot_ns,
+            phase: if done {
+                0.0
+            } else {
+                slot_ns * idx as f64 / threads as f64
+            },
+            slot: 0,
+            done,
+        }
+    }
+}
+
 /// `--cl5`: how long a member waits before joining a lobby its host has not created yet.
 const REJOIN_NS: u64 = 20_000_000;
+/// `--pairkit`: how often a phone looks for its host's session code.
+const CODE_WAIT_NS: u64 = 5_000_000;
 
 impl Worker {
     pub fn new(idx: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> std::io::Result<Worker> {
         let mut conns = Vec::new();
         let mut senders = Vec::new();
+        let mut host_senders = Vec::new();
         for id in (idx..plan.conns).step_by(plan.threads) {
             let room = id / plan.room;
             let members = members(&plan, id, room);
@@ -704,7 +987,10 @@ impl Worker {
             } else {
                 Vec::new()
             };
-            if !tpls.is_empty() {
+            if tpls.is_empty() {
+            } else if plan.codec == Codec::Pairkit && is_host(&plan, id) {
+                host_senders.push(conns.len());
+            } else {
                 senders.push(conns.len());
             }
             conns.push(Conn {
@@ -722,22 +1008,30 @@ impl Worker {
                 next_tpl: 0,
             });
         }
-        let hist = Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
+        let hist = || Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
+        let mut pacers = vec![Pacer::new(senders, plan.rate, idx, plan.threads)];
+        if plan.codec == Codec::Pairkit {
+            pacers.push(Pacer::new(host_senders, plan.host_rate, idx, plan.threads));
+        }
         Ok(Worker {
             idx,
-            shared,
+            shared: shared.clone(),
             poll: Poll::new()?,
             conns,
-            senders,
+            pacers,
             rejoins: Default::default(),
             ctx: Ctx {
                 plan,
+                shared,
                 finder: memmem::Finder::new(TS_MARKER),
                 m0: u64::MAX,
                 m1: u64::MAX,
-                hist,
+                hist: hist(),
+                input_hist: hist(),
+                event_hist: hist(),
                 counts: Counts::default(),
                 errors: Errors::default(),
+                pk_errors: PkErrors::default(),
                 logged: 0,
             },
         })
@@ -867,12 +1161,18 @@ impl Worker {
         }
         if c.st == St::JoinRetry {
             c.st = St::JoinWait;
-            let due = self.now() + REJOIN_NS;
+            let wait = match self.ctx.plan.codec {
+                Codec::Pairkit => CODE_WAIT_NS,
+                _ => REJOIN_NS,
+            };
+            let due = self.now() + wait;
             self.rejoins.push_back((due, i));
         }
     }
 
-    /// `--cl5`: joins again the lobbies that were not there yet; the next one's due time.
+    /// `--cl5`: joins again the lobbies that were not there yet. `--pairkit`: joins the
+    /// phones whose host now has its session code (the others wait again). Answers the
+    /// next one's due time.
     fn rejoin_due(&mut self, now: u64) -> Option<u64> {
         while let Some(&(due, i)) = self.rejoins.front() {
             if due > now {
@@ -884,13 +1184,57 @@ impl Worker {
             if c.st != St::JoinWait {
                 continue;
             }
-            cl5_lobby_op(&plan, c.id, c.room, c.mask, &mut c.wbuf);
+            if plan.codec == Codec::Pairkit {
+                let Some(code) = session_code(&self.ctx.shared, c.room) else {
+                    self.rejoins.push_back((now + CODE_WAIT_NS, i));
+                    continue;
+                };
+                pairkit_setup_frame(c.id, Some(code), c.mask, &mut c.wbuf);
+            } else {
+                cl5_lobby_op(&plan, c.id, c.room, c.mask, &mut c.wbuf);
+            }
             c.st = St::Joining;
             if !c.flush(&mut self.ctx) {
                 self.kill(i);
             }
         }
         None
+    }
+
+    /// Sends what pacer `k` has due at `now`; false once it is done. `wake_at` is lowered to
+    /// its next slot.
+    fn send_due(&mut self, k: usize, t0: u64, wake_at: &mut u64) -> bool {
+        loop {
+            let p = &mut self.pacers[k];
+            if p.done {
+                return false;
+            }
+            let due = t0 + (p.slot as f64 * p.slot_ns + p.phase) as u64;
+            if due >= self.ctx.m1 {
+                p.done = true;
+                return false;
+            }
+            let ts = self.shared.start.elapsed().as_nanos() as u64;
+            if due > ts {
+                *wake_at = (*wake_at).min(due);
+                return true;
+            }
+            let i = p.senders[(p.slot % p.senders.len() as u64) as usize];
+            p.slot += 1;
+            let c = &mut self.conns[i];
+            if c.st != St::Ready {
+                self.ctx.counts.skipped += 1;
+                continue;
+            }
+            self.ctx.counts.sent += 1;
+            if ts >= self.ctx.m0 && ts < self.ctx.m1 {
+                self.ctx.counts.sent_win += 1;
+                self.ctx.counts.expected_win += c.members;
+            }
+            if !c.send(&mut self.ctx, ts) {
+                self.kill(i);
+            }
+        }
     }
 
     pub fn run(mut self) -> WorkerResult {
@@ -906,17 +1250,8 @@ impl Worker {
         let connect_gap_ns = (1e9 * plan.threads as f64 / plan.connect_rate.max(1.0)) as u64;
         let mut next_connect = 0usize;
         let mut connect_at = self.now();
-        // Send pacing: slots evenly spaced over this worker's senders.
-        let n_send = self.senders.len();
-        let slot_ns = if n_send > 0 && plan.rate > 0.0 {
-            1e9 / (n_send as f64 * plan.rate)
-        } else {
-            f64::INFINITY
-        };
-        let phase = slot_ns * self.idx as f64 / plan.threads as f64;
-        let mut slot: u64 = 0;
         let mut t0 = 0u64;
-        let mut sending_done = n_send == 0 || plan.rate <= 0.0;
+        let mut sending_done = self.pacers.iter().all(|p| p.done);
         let mut last_publish = 0u64;
         let mut last_poll = 0u64;
         loop {
@@ -941,34 +1276,11 @@ impl Worker {
             }
             let mut wake_at = now + 50_000_000;
             if t0 != 0 && !sending_done {
-                loop {
-                    let due = t0 + (slot as f64 * slot_ns + phase) as u64;
-                    if due >= self.ctx.m1 {
-                        sending_done = true;
-                        self.shared.workers[self.idx].done_sending.store(1, Release);
-                        break;
-                    }
-                    let ts = self.now();
-                    if due > ts {
-                        wake_at = wake_at.min(due);
-                        break;
-                    }
-                    let i = self.senders[(slot % n_send as u64) as usize];
-                    slot += 1;
-                    let c = &mut self.conns[i];
-                    if c.st != St::Ready {
-                        self.ctx.counts.skipped += 1;
-                        continue;
-                    }
-                    self.ctx.counts.sent += 1;
-                    if ts >= self.ctx.m0 && ts < self.ctx.m1 {
-                        self.ctx.counts.sent_win += 1;
-                        self.ctx.counts.expected_win += c.members;
-                    }
-                    if !c.send(&mut self.ctx, ts) {
-                        self.kill(i);
-                    }
+                let mut any = false;
+                for k in 0..self.pacers.len() {
+                    any |= self.send_due(k, t0, &mut wake_at);
                 }
+                sending_done = !any;
             }
             if sending_done {
                 self.shared.workers[self.idx].done_sending.store(1, Release);
@@ -1025,8 +1337,11 @@ impl Worker {
         self.publish();
         WorkerResult {
             hist: self.ctx.hist,
+            input_hist: self.ctx.input_hist,
+            event_hist: self.ctx.event_hist,
             counts: self.ctx.counts,
             errors: self.ctx.errors,
+            pk_errors: self.ctx.pk_errors,
         }
     }
 
@@ -1083,24 +1398,59 @@ impl Worker {
 mod tests {
     use super::*;
 
-    fn plan() -> Arc<Plan> {
+    fn plan_for(codec: Codec, conns: usize, room: usize) -> Arc<Plan> {
         Arc::new(Plan {
             addr: "127.0.0.1:9".parse().unwrap(),
             host: "127.0.0.1:9".into(),
             base_path: "/rooms".into(),
-            codec: Codec::Json,
-            conns: 10,
-            room: 10,
+            codec,
+            conns,
+            room,
             rate: 1.0,
-            senders: 10,
+            senders: conns,
             size: 64,
             connect_rate: 1.0,
             max_pending: 1,
             threads: 1,
             room_prefix: "t".into(),
             candidates: 4,
+            host_rate: 1.0,
             batch_ns: 0,
         })
+    }
+
+    fn plan() -> Arc<Plan> {
+        plan_for(Codec::Json, 10, 10)
+    }
+
+    fn shared_for(sessions: usize) -> Arc<Shared> {
+        Arc::new(Shared {
+            start: Instant::now(),
+            t0: AtomicU64::new(0),
+            m0: AtomicU64::new(u64::MAX),
+            m1: AtomicU64::new(u64::MAX),
+            stop: Default::default(),
+            workers: Vec::new(),
+            codes: (0..sessions).map(|_| Default::default()).collect(),
+        })
+    }
+
+    fn ctx_for(plan: Arc<Plan>, shared: Arc<Shared>, m0: u64, m1: u64) -> Ctx {
+        let hist = || Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+        Ctx {
+            plan,
+            shared,
+            finder: memmem::Finder::new(TS_MARKER),
+            m0,
+            m1,
+            hist: hist(),
+            input_hist: hist(),
+            event_hist: hist(),
+            counts: Counts::default(),
+            errors: Errors::default(),
+            pk_errors: PkErrors::default(),
+            logged: LOG_MAX,
+        }
     }
 
     fn server_frame(out: &mut Vec<u8>, opcode: u8, p: &[u8]) {
@@ -1135,16 +1485,7 @@ mod tests {
                 }
             }
             server_frame(&mut stream, ws::OP_CLOSE, &1008u16.to_be_bytes());
-            let mut ctx = Ctx {
-                plan: plan(),
-                finder: memmem::Finder::new(TS_MARKER),
-                m0: 1000,
-                m1: 1025,
-                hist: Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap(),
-                counts: Counts::default(),
-                errors: Errors::default(),
-                logged: LOG_MAX,
-            };
+            let mut ctx = ctx_for(plan(), shared_for(0), 1000, 1025);
             let mut c = Conn {
                 id: 0,
                 room: 0,
@@ -1179,5 +1520,248 @@ mod tests {
             assert_eq!(ctx.errors.closed, 1, "chunk {chunk}");
             assert_eq!(ctx.hist.len(), 25);
         }
+    }
+
+    /// The unmasked payload of a client frame.
+    fn unmask(frame: &[u8]) -> Vec<u8> {
+        let (len, at) = match frame[1] & 0x7f {
+            126 => (u16::from_be_bytes([frame[2], frame[3]]) as usize, 4),
+            127 => unreachable!(),
+            n => (n as usize, 2),
+        };
+        let mask = &frame[at..at + 4];
+        frame[at + 4..at + 4 + len]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i & 3])
+            .collect()
+    }
+
+    fn conn(id: usize, room: usize, st: St) -> Conn {
+        Conn {
+            id,
+            room,
+            members: 1,
+            mask: [9, 8, 7, 6],
+            st,
+            stream: None,
+            rbuf: vec![0u8; RBUF].into_boxed_slice(),
+            rlen: 0,
+            wbuf: Vec::new(),
+            wpos: 0,
+            tpls: Vec::new(),
+            next_tpl: 0,
+        }
+    }
+
+    /// Feeds server frames to `c` as one read.
+    fn feed(c: &mut Conn, ctx: &mut Ctx, frames: &[&[u8]], now: u64) -> bool {
+        let mut stream = Vec::new();
+        for f in frames {
+            server_frame(&mut stream, ws::OP_TEXT, f);
+        }
+        c.rbuf[c.rlen..c.rlen + stream.len()].copy_from_slice(&stream);
+        c.rlen += stream.len();
+        matches!(c.process(ctx, now), Outcome::Keep)
+    }
+
+    #[test]
+    fn pairkit_sessions_deliveries_and_send_shape() {
+        // 20 connections in sessions of 9: 0 and 9 host 8 phones each, 18 hosts 1 (19).
+        let plan = plan_for(Codec::Pairkit, 20, 9);
+        assert_eq!(members(&plan, 0, 0), 8);
+        assert_eq!(members(&plan, 1, 0), 1);
+        assert_eq!(members(&plan, 18, 2), 1);
+        assert_eq!(members(&plan, 19, 2), 1);
+        let lone = plan_for(Codec::Pairkit, 19, 9);
+        assert_eq!(
+            members(&lone, 18, 2),
+            0,
+            "a lone host's broadcast reaches no one"
+        );
+
+        // What phones and hosts send: JSON whose payload.t is the stamp, --size bytes of
+        // t + pad.
+        for (id, ty) in [(1, "input.widget_event"), (0, "control.broadcast")] {
+            let mut t = message_templates(&plan, id, 0, mask_for(id)).remove(0);
+            t.stamp(0x1234);
+            let p = unmask(&t.frame);
+            assert_eq!(json::str_field(&p, b"type"), Some(ty.as_bytes()));
+            let payload = json::field(&p, b"payload").unwrap();
+            let (ts, pad) = (
+                json::str_field(payload, b"t").unwrap(),
+                json::str_field(payload, b"pad").unwrap(),
+            );
+            assert_eq!(ts.len() + pad.len(), 64);
+            assert_eq!(
+                pairkit_ts(&memmem::Finder::new(TS_MARKER), &p),
+                Some(0x1234)
+            );
+            if id == 1 {
+                assert_eq!(json::str_field(&p, b"widget_id"), Some(&b"stick"[..]));
+                assert_eq!(json::str_field(&p, b"event_type"), Some(&b"move"[..]));
+                assert_eq!(json::field(payload, b"x"), Some(&b"0.1"[..]));
+            } else {
+                assert_eq!(json::str_field(&p, b"event"), Some(&b"tick"[..]));
+            }
+        }
+        let small = plan_for(Codec::Pairkit, 2, 2);
+        let small = Arc::new(Plan {
+            size: TS_LEN,
+            ..Arc::try_unwrap(small).ok().unwrap()
+        });
+        let p = unmask(&message_templates(&small, 1, 0, [0; 4])[0].frame);
+        assert_eq!(
+            json::field(json::field(&p, b"payload").unwrap(), b"pad"),
+            None
+        );
+
+        // Setup: the host creates, its phone waits for the code, then joins.
+        let shared = shared_for(3);
+        let mut ctx = ctx_for(plan.clone(), shared.clone(), 1000, 2000);
+        let mut host = conn(0, 0, St::Upgrading);
+        let mut phone = conn(1, 0, St::Upgrading);
+        let head = b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        for c in [&mut host, &mut phone] {
+            c.rbuf[..head.len()].copy_from_slice(head);
+            c.rlen = head.len();
+        }
+        // The flush fails without a socket: the frame stays in wbuf, which is what is read.
+        let _ = host.process(&mut ctx, 1);
+        assert_eq!(host.st, St::Joining);
+        assert_eq!(unmask(&host.wbuf), br#"{"type":"session.create"}"#);
+        let _ = phone.process(&mut ctx, 1);
+        assert_eq!(phone.st, St::JoinRetry, "no code yet");
+        assert!(phone.wbuf.is_empty());
+        host.wbuf.clear();
+        assert!(feed(
+            &mut host,
+            &mut ctx,
+            &[br#"{ "players": [], "relay_capabilities": {"strict_payloads": false}, "code": "K7QZ", "type": "session.created", "host_id": "h" }"#],
+            2,
+        ));
+        assert_eq!(host.st, St::Ready);
+        assert_eq!(session_code(&shared, 0), Some(*b"K7QZ"));
+        assert_eq!(session_code(&shared, 1), None);
+        let mut phone2 = conn(2, 0, St::Upgrading);
+        phone2.rbuf[..head.len()].copy_from_slice(head);
+        phone2.rlen = head.len();
+        let _ = phone2.process(&mut ctx, 3);
+        assert_eq!(phone2.st, St::Joining);
+        let join = unmask(&phone2.wbuf);
+        assert_eq!(json::str_field(&join, b"type"), Some(&b"session.join"[..]));
+        assert_eq!(json::str_field(&join, b"code"), Some(&b"K7QZ"[..]));
+        phone2.wbuf.clear();
+        assert!(feed(
+            &mut phone2,
+            &mut ctx,
+            &[br#"{"resume_token":"r","player_id":"p1","type":"session.joined"}"#],
+            4,
+        ));
+        assert_eq!(phone2.st, St::Ready);
+        assert_eq!(ctx.counts.ready, 2);
+
+        // Deliveries: inputs at the host, events at the phone, fields in any order; a type
+        // meant for the other role, player.join and errors are not deliveries.
+        let input = |ts: u64| {
+            format!(
+                r#"{{"player_id":"p1","payload":{{"t":"~T{ts:016x}","x":0.1,"y":0.2,"pad":"xx"}},"event_type":"move","type":"input.widget_event","widget_id":"stick"}}"#
+            )
+        };
+        let event = |ts: u64| {
+            format!(
+                r#"{{"type" : "control.event","payload":{{"t":"~T{ts:016x}"}},"event":"tick"}}"#
+            )
+        };
+        let (i1, i2, i3) = (input(1100), input(1200), input(500));
+        assert!(feed(
+            &mut host,
+            &mut ctx,
+            &[
+                i1.as_bytes(),
+                br##"{"type":"player.join","player_id":"p1","name":"lg1","color":"#ff0000","resumed":false}"##,
+                i2.as_bytes(),
+                i3.as_bytes(),
+                event(1300).as_bytes(),
+                br#"{"type":"system.error","code":"rate_limited","message":"slow down"}"#,
+            ],
+            1500,
+        ));
+        let (e1, e2) = (event(1400), event(2500));
+        assert!(feed(
+            &mut phone2,
+            &mut ctx,
+            &[e1.as_bytes(), e2.as_bytes(), input(1400).as_bytes()],
+            1600,
+        ));
+        assert_eq!(ctx.counts.delivered, 5);
+        assert_eq!(ctx.counts.delivered_win, 3);
+        assert_eq!(ctx.counts.delivered_warm, 1);
+        assert_eq!((ctx.counts.input_win, ctx.counts.event_win), (2, 1));
+        assert_eq!(ctx.input_hist.len(), 2);
+        assert_eq!(ctx.input_hist.max(), ctx.input_hist.highest_equivalent(400));
+        assert_eq!(ctx.event_hist.len(), 1);
+        assert_eq!(ctx.hist.len(), 3);
+        assert_eq!(
+            ctx.counts.other_frames, 3,
+            "player.join, a host's event, a phone's input"
+        );
+        assert_eq!(ctx.pk_errors[pk_code_slot(b"rate_limited")], 1);
+        assert_eq!(ctx.errors.server, 1);
+        assert_eq!(ctx.errors.total(), 1);
+
+        // An error answering a join ends the phone (a setup failure), counted by code.
+        let mut phone3 = conn(3, 0, St::Joining);
+        assert!(!feed(
+            &mut phone3,
+            &mut ctx,
+            &[br#"{"type":"system.error","code":"session_full","message":"full"}"#],
+            5,
+        ));
+        assert_eq!(ctx.pk_errors[pk_code_slot(b"session_full")], 1);
+        assert_eq!(ctx.errors.join, 1);
+        // A host whose session.created has no usable code fails too.
+        let mut host2 = conn(9, 1, St::Joining);
+        assert!(!feed(
+            &mut host2,
+            &mut ctx,
+            &[br#"{"type":"session.created","code":"AB","host_id":"h","players":[]}"#],
+            6,
+        ));
+        assert_eq!(session_code(&shared, 1), None);
+        assert_eq!(pk_code_slot(b"something_new"), PK_CODES.len());
+    }
+
+    #[test]
+    fn pairkit_codes_pack_only_four_alphanumerics() {
+        assert_eq!(pack_code(b"AB2Z").map(u32::to_le_bytes), Some(*b"AB2Z"));
+        assert_eq!(pack_code(b"ABC"), None);
+        assert_eq!(pack_code(b"ABCDE"), None);
+        assert_eq!(pack_code(b"AB\\u"), None);
+        assert_eq!(pack_code(b"A\"CD"), None);
+    }
+
+    #[test]
+    fn pacers_split_hosts_from_phones() {
+        let plan = plan_for(Codec::Pairkit, 20, 9);
+        let plan = Arc::new(Plan {
+            rate: 30.0,
+            host_rate: 10.0,
+            ..Arc::try_unwrap(plan).ok().unwrap()
+        });
+        let w = Worker::new(0, plan, shared_for(3)).unwrap();
+        assert_eq!(w.pacers.len(), 2);
+        assert_eq!(w.pacers[0].senders.len(), 17);
+        assert_eq!(w.pacers[1].senders, vec![0, 9, 18]);
+        assert!((w.pacers[0].slot_ns - 1e9 / (17.0 * 30.0)).abs() < 1e-6);
+        assert!((w.pacers[1].slot_ns - 1e9 / 30.0).abs() < 1e-6);
+        let idle = plan_for(Codec::Json, 10, 10);
+        let idle = Arc::new(Plan {
+            rate: 0.0,
+            ..Arc::try_unwrap(idle).ok().unwrap()
+        });
+        let w = Worker::new(0, idle, shared_for(0)).unwrap();
+        assert_eq!(w.pacers.len(), 1);
+        assert!(w.pacers[0].done);
     }
 }
