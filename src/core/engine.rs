@@ -438,6 +438,18 @@ impl<D: Dialect> Engine<D> {
         self.timers.set(due_ms, Due::Dialect(timer));
     }
 
+    /// Encodes one frame in `codec` into a pooled buffer (reused once every recipient has
+    /// written it): a dialect's replies and forwards allocate nothing in steady state.
+    pub fn encode(&mut self, codec: Codec, write: impl FnOnce(&mut Writer<'_>)) -> Frame {
+        let mut f = self.frame_pool.take();
+        let buf = Arc::get_mut(&mut f).expect("pooled frames are unique");
+        let mut w = Writer::new(codec, buf);
+        write(&mut w);
+        w.finish_in_place();
+        self.frame_pool.track(&f);
+        f
+    }
+
     /// Fresh random bytes as lowercase hex (ids and secrets).
     pub fn random_hex(&mut self, bytes: usize) -> String {
         let mut raw = vec![0u8; bytes];

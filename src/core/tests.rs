@@ -473,3 +473,32 @@ fn moves_and_posts_to_a_shard_leave_in_the_order_they_were_asked_for() {
         "the message posted first is handled there before the session arrives"
     );
 }
+
+#[test]
+fn encoded_frames_come_from_the_pool_and_return_to_it_once_written() {
+    let mut core = toy_core(1);
+    let eng = &mut core.engine;
+    let first = eng.encode(crate::codec::Codec::Json, |w| {
+        w.map(1).key("a").u64(1).end_map();
+    });
+    assert_eq!(frame::parse(&first).unwrap().1, br#"{"a":1}"#);
+    let held = Arc::as_ptr(&first);
+    let second = eng.encode(crate::codec::Codec::Json, |w| {
+        w.str("b");
+    });
+    assert_ne!(
+        Arc::as_ptr(&second),
+        held,
+        "a frame still held is not reused"
+    );
+    drop(first);
+    let third = eng.encode(crate::codec::Codec::Json, |w| {
+        w.str("c");
+    });
+    assert_eq!(
+        Arc::as_ptr(&third),
+        held,
+        "its buffer again, once nobody holds it"
+    );
+    assert_eq!(frame::parse(&third).unwrap().1, br#""c""#);
+}

@@ -13,7 +13,7 @@ use super::{
     Cx, Dropped, Host, JoinReq, Mesh, Pending, PkError, PkMetrics, Role, Timer, Verdict,
     ACK_TIMEOUT_MS, REQUEST_TIMEOUT_MAX_MS,
 };
-use crate::codec::{as_i64, as_str, Codec, Frame, Value, Writer};
+use crate::codec::{as_i64, as_str, Codec, Decoded, Frame, Value, Writer};
 use crate::config::PairkitAuth;
 use crate::core::bucket::{TokenBucket, Verdict as Rate};
 use crate::core::outbound::Class;
@@ -71,17 +71,19 @@ fn sender_of(kind: &str) -> Option<Sender> {
     })
 }
 
+/// `{"type": kind, …}` in a pooled frame.
+fn msg<H: Host>(eng: &mut Engine<H>, kind: &str, body: impl FnOnce(&mut Writer<'_>)) -> Frame {
+    eng.encode(Codec::Json, |w| wire::write(w, kind, body))
+}
+
 /// Sends `system.error {code, message}` and counts it (and the drop it means).
 fn answer<H: Host>(eng: &mut Engine<H>, metrics: &PkMetrics, key: SessionKey, a: &Answer) {
     metrics.errors.count(a.0);
     if let Some(why) = Dropped::of(a.0) {
         metrics.drop_one(why);
     }
-    let frame = wire::error(
-        &mut eng.scratch,
-        crate::metrics::ErrorCode::as_str(a.0),
-        &a.1,
-    );
+    let code = crate::metrics::ErrorCode::as_str(a.0);
+    let frame = msg(eng, "system.error", wire::error(code, &a.1));
     eng.send(key, frame, Class::Reliable);
 }
 
@@ -118,8 +120,32 @@ fn read<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, msg: Message<'_>, now: u64
             format!("a message is at most {max} bytes"),
         );
     }
-    let Ok(value) = cx.eng.decoder.decode(Codec::Json, msg.bytes) else {
-        return refuse(PkError::MalformedMessage, "a message is a JSON object");
+    let role = cx.sock(key).map_or(Role::None, |s| s.role);
+    // A phone's widget event (most of the traffic) is read straight off the JSON tape
+    // when it is plainly well-formed; anything else builds the value tree.
+    let decoded = match role {
+        Role::Phone(..) => cx
+            .eng
+            .decoder
+            .decode_fast(Codec::Json, msg.bytes, tape_widget_event),
+        _ => cx
+            .eng
+            .decoder
+            .decode(Codec::Json, msg.bytes)
+            .map(Decoded::Tree),
+    };
+    let value = match decoded {
+        Ok(Decoded::Tree(value)) => value,
+        Ok(Decoded::Fast(event)) => {
+            let Role::Phone(code, n) = role else {
+                unreachable!("the fast reader runs for phones only")
+            };
+            if cx.pk.parties.get(&code).and_then(|p| p.nth(n)).is_none() {
+                return refuse(PkError::SessionNotFound, "the session has ended");
+            }
+            return widget_event(cx, code, n, &event.fields());
+        }
+        Err(_) => return refuse(PkError::MalformedMessage, "a message is a JSON object"),
     };
     if !matches!(value, Value::Object(_)) {
         return refuse(PkError::MalformedMessage, "a message is a JSON object");
@@ -128,7 +154,6 @@ fn read<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, msg: Message<'_>, now: u64
     let Some(kind) = f.get("type").and_then(as_str) else {
         return refuse(PkError::MalformedMessage, "a message needs a string type");
     };
-    let role = cx.sock(key).map_or(Role::None, |s| s.role);
     match kind {
         "system.ping" => return ping(cx, key, f, now),
         "session.create" | "session.join" if role != Role::None => {
@@ -177,7 +202,7 @@ fn read<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, msg: Message<'_>, now: u64
 fn ping<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, f: Fields<'_, '_>, now: u64) -> Done {
     let sent_at = f.number("sent_at")?;
     let received_at = cx.eng.unix_ms(now);
-    let frame = wire::message(&mut cx.eng.scratch, "system.pong", |w| {
+    let frame = msg(cx.eng, "system.pong", |w| {
         w.key("sent_at").value(sent_at);
         w.key("received_at").u64(received_at);
     });
@@ -273,12 +298,7 @@ fn reattach<H: Host>(
     }
     become_host(cx, key, code, now);
     let party = &cx.pk.parties[&code];
-    let frame = created(
-        &mut cx.eng.scratch,
-        party,
-        host_id,
-        cx.pk.cfg.strict_payloads,
-    );
+    let frame = created(cx.eng, party, host_id, cx.pk.cfg.strict_payloads);
     cx.eng.send(key, frame, Class::Reliable);
     Ok(())
 }
@@ -325,7 +345,7 @@ fn fresh<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, flow: Option<Arc<Flow>>, 
         .set_timer(now + ttl, H::timer(Timer::Ttl { code, serial }));
     become_host(cx, key, code, now);
     let frame = created(
-        &mut cx.eng.scratch,
+        cx.eng,
         &cx.pk.parties[&code],
         &host_id,
         cx.pk.cfg.strict_payloads,
@@ -347,8 +367,8 @@ fn become_host<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, code: Code, now: u6
 }
 
 /// `session.created {code, host_id, relay_capabilities, players}`.
-fn created(buf: &mut Vec<u8>, party: &Party, host_id: &str, strict: bool) -> Frame {
-    wire::message(buf, "session.created", |w| {
+fn created<H: Host>(eng: &mut Engine<H>, party: &Party, host_id: &str, strict: bool) -> Frame {
+    msg(eng, "session.created", |w| {
         w.key("code").str(party.code.as_str());
         w.key("host_id").str(host_id);
         w.key("relay_capabilities").map(1);
@@ -381,7 +401,7 @@ fn end_party<H: Host>(cx: &mut Cx<'_, H>, code: Code) -> Option<Party> {
 /// `session.ended {reason, message?}`, then close 1000 with the reason; the socket has no
 /// role any more.
 fn end_socket<H: Host>(eng: &mut Engine<H>, key: SessionKey, reason: &str, text: Option<&str>) {
-    let frame = wire::ended(&mut eng.scratch, reason, text);
+    let frame = msg(eng, "session.ended", wire::ended(reason, text));
     eng.send(key, frame, Class::Reliable);
     close_socket(eng, key, reason);
 }
@@ -588,7 +608,7 @@ fn join_here<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, req: JoinReq, now: u6
     let party = &cx.pk.parties[&code];
     let player = party.nth(n).expect("joined above");
     let flow = party.flow.as_ref().map(|f| &f.json);
-    let joined = wire::message(&mut cx.eng.scratch, "session.joined", |w| {
+    let joined = msg(cx.eng, "session.joined", |w| {
         w.key("player_id").str(&player.id);
         w.key("resume_token").str(&token);
         if let Some(flow) = flow {
@@ -601,7 +621,7 @@ fn join_here<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, req: JoinReq, now: u6
         }
     });
     cx.eng.send(key, joined, Class::Reliable);
-    let announce = wire::message(&mut cx.eng.scratch, "player.join", |w| {
+    let announce = msg(cx.eng, "player.join", |w| {
         w.key("player_id")
             .str(&player.id)
             .key("name")
@@ -686,7 +706,7 @@ fn remove_player<H: Host>(
         "player_disconnected",
         false,
     );
-    let frame = wire::message(&mut cx.eng.scratch, "player.leave", |w| {
+    let frame = msg(cx.eng, "player.leave", |w| {
         w.key("player_id").str(&player.id).key("reason").str(reason);
         if let Some(text) = text {
             w.key("message").str(text);
@@ -743,7 +763,7 @@ fn from_host<H: Host>(
             let event = f.str("event")?;
             let payload = f.get("payload");
             let phone = online(&cx.pk.parties[&code], id)?;
-            let frame = wire::message(&mut cx.eng.scratch, "control.event", |w| {
+            let frame = msg(cx.eng, "control.event", |w| {
                 w.key("event").str(event);
                 if let Some(p) = payload {
                     w.key("payload").value(p);
@@ -766,7 +786,7 @@ fn from_host<H: Host>(
             };
             player.request = None;
             if let Some(phone) = player.socket {
-                let frame = request_cancel(&mut cx.eng.scratch, id, None, "cancelled");
+                let frame = request_cancel(cx.eng, id, None, "cancelled");
                 cx.eng.send(phone, frame, Class::Reliable);
             }
             Ok(())
@@ -781,7 +801,7 @@ fn from_host<H: Host>(
                 return refuse(PkError::PlayerNotFound, format!("no player {id:?}"));
             };
             let Some(phone) = player.socket else {
-                let frame = wire::message(&mut cx.eng.scratch, "control.resend_failed", |w| {
+                let frame = msg(cx.eng, "control.resend_failed", |w| {
                     w.key("player_id")
                         .str(id)
                         .key("reason")
@@ -790,7 +810,7 @@ fn from_host<H: Host>(
                 cx.eng.send(key, frame, Class::Reliable);
                 return Ok(());
             };
-            let frame = wire::message(&mut cx.eng.scratch, "control.resend_request", |w| {
+            let frame = msg(cx.eng, "control.resend_request", |w| {
                 w.key("widget_id").str(widget).key("stroke_id").str(stroke);
                 w.key("from_seq").i64(from_seq);
             });
@@ -829,7 +849,7 @@ fn broadcast<H: Host>(cx: &mut Cx<'_, H>, code: Code, f: Fields<'_, '_>, now: u6
             );
         }
     }
-    let frame = wire::message(&mut cx.eng.scratch, "control.event", |w| {
+    let frame = msg(cx.eng, "control.event", |w| {
         w.key("event").str(event);
         if let Some(p) = payload {
             w.key("payload").value(p);
@@ -862,7 +882,7 @@ fn broadcast<H: Host>(cx: &mut Cx<'_, H>, code: Code, f: Fields<'_, '_>, now: u6
             .collect(),
     };
     if tracked.done() {
-        let frame = broadcast_result(&mut cx.eng.scratch, &tracked);
+        let frame = broadcast_result(cx.eng, &tracked);
         to_host(cx.eng, &cx.pk.metrics, party.host, frame);
         return Ok(());
     }
@@ -879,8 +899,8 @@ fn broadcast<H: Host>(cx: &mut Cx<'_, H>, code: Code, f: Fields<'_, '_>, now: u6
 
 /// `control.broadcast_result {broadcast_id, results}`: a counted player still waiting
 /// is `timed_out`.
-fn broadcast_result(buf: &mut Vec<u8>, tracked: &Tracked) -> Frame {
-    wire::message(buf, "control.broadcast_result", |w| {
+fn broadcast_result<H: Host>(eng: &mut Engine<H>, tracked: &Tracked) -> Frame {
+    msg(eng, "control.broadcast_result", |w| {
         w.key("broadcast_id").str(&tracked.id);
         w.key("results").map(tracked.results.len() as u32);
         for (_, id, outcome) in &tracked.results {
@@ -895,8 +915,13 @@ fn broadcast_result(buf: &mut Vec<u8>, tracked: &Tracked) -> Frame {
 }
 
 /// `control.request_cancel {request_id, player_id?, reason}`.
-fn request_cancel(buf: &mut Vec<u8>, id: &str, player: Option<&str>, reason: &str) -> Frame {
-    wire::message(buf, "control.request_cancel", |w| {
+fn request_cancel<H: Host>(
+    eng: &mut Engine<H>,
+    id: &str,
+    player: Option<&str>,
+    reason: &str,
+) -> Frame {
+    msg(eng, "control.request_cancel", |w| {
         w.key("request_id").str(id);
         if let Some(p) = player {
             w.key("player_id").str(p);
@@ -920,11 +945,11 @@ fn end_request<H: Host>(
     };
     if tell_phone {
         if let Some(phone) = player.socket {
-            let frame = request_cancel(&mut eng.scratch, &req.id, None, reason);
+            let frame = request_cancel(eng, &req.id, None, reason);
             eng.send(phone, frame, Class::Reliable);
         }
     }
-    let frame = request_cancel(&mut eng.scratch, &req.id, Some(&player.id), reason);
+    let frame = request_cancel(eng, &req.id, Some(&player.id), reason);
     to_host(eng, metrics, host, frame);
 }
 
@@ -959,7 +984,7 @@ fn request<H: Host>(cx: &mut Cx<'_, H>, code: Code, f: Fields<'_, '_>, now: u64)
         id: id.into(),
         epoch,
     });
-    let frame = wire::message(&mut cx.eng.scratch, "control.request", |w| {
+    let frame = msg(cx.eng, "control.request", |w| {
         w.key("request_id").str(id).key("kind").str(kind);
         if let Some(p) = payload {
             w.key("payload").value(p);
@@ -1064,7 +1089,7 @@ fn screen<H: Host>(
             continue;
         };
         let frame = if show {
-            wire::message(&mut cx.eng.scratch, "screen.show", |w| {
+            msg(cx.eng, "screen.show", |w| {
                 w.key("screen").str(name.expect("show"));
                 match data {
                     Some(d) => w.key("data").value(d),
@@ -1074,7 +1099,7 @@ fn screen<H: Host>(
                 w.key("shown_at").u64(unix);
             })
         } else {
-            wire::message(&mut cx.eng.scratch, "screen.update_data", |w| {
+            msg(cx.eng, "screen.update_data", |w| {
                 w.key("data").value(data.expect("update"));
                 w.key("revision").u64(s.revision);
             })
@@ -1095,7 +1120,6 @@ fn from_phone<H: Host>(
     f: Fields<'_, '_>,
     _now: u64,
 ) -> Done {
-    let strict = cx.pk.cfg.strict_payloads;
     let party = cx.pk.parties.get_mut(&code).expect("checked");
     let host = party.host;
     match kind {
@@ -1118,7 +1142,7 @@ fn from_phone<H: Host>(
             if color.is_some() {
                 player.color = party::color(color, n);
             }
-            let frame = wire::message(&mut cx.eng.scratch, "player.update", |w| {
+            let frame = msg(cx.eng, "player.update", |w| {
                 w.key("player_id").str(&player.id);
                 if name.is_some() {
                     w.key("name").str(&player.name);
@@ -1131,37 +1155,13 @@ fn from_phone<H: Host>(
             Ok(())
         }
         "input.widget_event" => {
-            let widget = f.str("widget_id")?;
-            let event = f.str("event_type")?;
-            let payload = f.any("payload")?;
-            let revision = f.opt_int("revision", 0, i64::MAX)?;
-            let player = party.nth(n).expect("checked");
-            if let Some(rev) = revision {
-                if (rev as u64) < player.screen.shown_rev {
-                    return refuse(
-                        PkError::StaleInput,
-                        format!(
-                            "revision {rev} is below the current screen's {}",
-                            player.screen.shown_rev
-                        ),
-                    );
-                }
-            }
-            if strict {
-                if let Some(flow) = &party.flow {
-                    check_event(flow, &player.screen, widget, event, payload)?;
-                }
-            }
-            let frame = wire::message(&mut cx.eng.scratch, "input.widget_event", |w| {
-                w.key("widget_id").str(widget).key("event_type").str(event);
-                w.key("payload").value(payload);
-                if let Some(r) = revision {
-                    w.key("revision").i64(r);
-                }
-                w.key("player_id").str(&player.id);
-            });
-            to_host(cx.eng, &cx.pk.metrics, host, frame);
-            Ok(())
+            let event = WidgetEvent {
+                widget: f.str("widget_id")?,
+                event: f.str("event_type")?,
+                payload: f.any("payload")?,
+                revision: f.opt_int("revision", 0, i64::MAX)?,
+            };
+            widget_event(cx, code, n, &event)
         }
         "input.response" => {
             let id = f.str("request_id")?;
@@ -1174,7 +1174,7 @@ fn from_phone<H: Host>(
                 );
             }
             player.request = None;
-            let frame = wire::message(&mut cx.eng.scratch, "input.response", |w| {
+            let frame = msg(cx.eng, "input.response", |w| {
                 w.key("request_id").str(id).key("player_id").str(&player.id);
                 w.key("payload").value(payload);
             });
@@ -1186,7 +1186,7 @@ fn from_phone<H: Host>(
             let player = party.nth_mut(n).expect("checked");
             if player.request.as_ref().is_some_and(|r| &*r.id == id) {
                 player.request = None;
-                let frame = request_cancel(&mut cx.eng.scratch, id, Some(&player.id), "cancelled");
+                let frame = request_cancel(cx.eng, id, Some(&player.id), "cancelled");
                 to_host(cx.eng, &cx.pk.metrics, host, frame);
             }
             Ok(())
@@ -1195,7 +1195,7 @@ fn from_phone<H: Host>(
             let screen = f.str("screen")?;
             let revision = f.int("revision", 0, i64::MAX)?;
             let player = party.nth(n).expect("checked");
-            let frame = wire::message(&mut cx.eng.scratch, "screen.acknowledge", |w| {
+            let frame = msg(cx.eng, "screen.acknowledge", |w| {
                 w.key("screen").str(screen).key("revision").i64(revision);
                 w.key("player_id").str(&player.id);
             });
@@ -1204,7 +1204,7 @@ fn from_phone<H: Host>(
         }
         "screen.query" => {
             let player = party.nth(n).expect("checked");
-            let frame = wire::message(&mut cx.eng.scratch, "screen.state", |w| {
+            let frame = msg(cx.eng, "screen.state", |w| {
                 screen_fields(w, &player.screen);
             });
             cx.eng.send(key, frame, Class::Reliable);
@@ -1225,7 +1225,7 @@ fn from_phone<H: Host>(
             }
             if tracked.done() {
                 let tracked = party.broadcasts.remove(at);
-                let frame = broadcast_result(&mut cx.eng.scratch, &tracked);
+                let frame = broadcast_result(cx.eng, &tracked);
                 to_host(cx.eng, &cx.pk.metrics, host, frame);
             }
             Ok(())
@@ -1243,7 +1243,7 @@ fn from_phone<H: Host>(
                 Some(f.str("reason")?)
             };
             let player = party.nth(n).expect("checked");
-            let frame = wire::message(&mut cx.eng.scratch, kind, |w| {
+            let frame = msg(cx.eng, kind, |w| {
                 if let Some(c) = count {
                     w.key("replayed_count").i64(c);
                 }
@@ -1257,6 +1257,112 @@ fn from_phone<H: Host>(
         }
         _ => unreachable!("sender_of lists every phone message"),
     }
+}
+
+/// `input.widget_event {widget_id, event_type, payload, revision?}` as read.
+pub(super) struct WidgetEvent<'v, 'a> {
+    widget: &'v str,
+    event: &'v str,
+    payload: &'v Value<'a>,
+    revision: Option<i64>,
+}
+
+/// A widget event read off the tape (owning its payload's tree).
+pub(super) struct TapeEvent<'a> {
+    widget: &'a str,
+    event: &'a str,
+    payload: Value<'a>,
+    revision: Option<i64>,
+}
+
+/// Reads `input.widget_event` off the JSON tape, or `None` for anything the full path
+/// must judge or word: another type, a field missing or of another type, a `null`
+/// payload, a revision that is not a non-negative integer, a repeated key, more than 32
+/// keys (which simd-json stores differently).
+fn tape_widget_event<'a>(root: crate::codec::TapeValue<'_, 'a>) -> Option<TapeEvent<'a>> {
+    use simd_json::prelude::{TypedScalarValue, ValueAsScalar, ValueIntoString};
+    const KEYS_MAX: usize = 32;
+    let top = root.as_object()?;
+    if top.len() > KEYS_MAX {
+        return None;
+    }
+    let (mut kind, mut widget, mut event, mut payload, mut revision) =
+        (None, None, None, None, None);
+    for (key, value) in top.iter() {
+        let slot = match key {
+            "type" => &mut kind,
+            "widget_id" => &mut widget,
+            "event_type" => &mut event,
+            "payload" => &mut payload,
+            "revision" => &mut revision,
+            _ => continue,
+        };
+        if slot.replace(value).is_some() {
+            return None;
+        }
+    }
+    if kind?.as_str()? != "input.widget_event" {
+        return None;
+    }
+    let revision = match revision {
+        Some(r) if !r.is_null() => Some(i64::try_from(r.as_u64()?).ok()?),
+        _ => None,
+    };
+    let payload = payload.filter(|p| !p.is_null())?;
+    Some(TapeEvent {
+        widget: widget?.into_string()?,
+        event: event?.into_string()?,
+        payload: simd_json::value::lazy::Value::from_tape(payload).into_value(),
+        revision,
+    })
+}
+
+impl<'a> TapeEvent<'a> {
+    fn fields(&self) -> WidgetEvent<'_, 'a> {
+        WidgetEvent {
+            widget: self.widget,
+            event: self.event,
+            payload: &self.payload,
+            revision: self.revision,
+        }
+    }
+}
+
+/// A phone's widget event: stale input is dropped, strict payloads are checked, the rest
+/// goes to the host with the phone's `player_id`.
+fn widget_event<H: Host>(cx: &mut Cx<'_, H>, code: Code, n: u32, e: &WidgetEvent<'_, '_>) -> Done {
+    let strict = cx.pk.cfg.strict_payloads;
+    let party = cx.pk.parties.get(&code).expect("checked");
+    let player = party.nth(n).expect("checked");
+    if let Some(rev) = e.revision {
+        if (rev as u64) < player.screen.shown_rev {
+            return refuse(
+                PkError::StaleInput,
+                format!(
+                    "revision {rev} is below the current screen's {}",
+                    player.screen.shown_rev
+                ),
+            );
+        }
+    }
+    if strict {
+        if let Some(flow) = &party.flow {
+            check_event(flow, &player.screen, e.widget, e.event, e.payload)?;
+        }
+    }
+    let frame = msg(cx.eng, "input.widget_event", |w| {
+        w.key("widget_id")
+            .str(e.widget)
+            .key("event_type")
+            .str(e.event);
+        w.key("payload").value(e.payload);
+        if let Some(r) = e.revision {
+            w.key("revision").i64(r);
+        }
+        w.key("player_id").str(&player.id);
+    });
+    to_host(cx.eng, &cx.pk.metrics, party.host, frame);
+    Ok(())
 }
 
 /// Strict payloads: the event names a widget of the player's current screen, and an
@@ -1370,7 +1476,7 @@ pub(super) fn timer<H: Host>(cx: &mut Cx<'_, H>, timer: Timer, _now: u64) {
                 return;
             };
             let tracked = party.broadcasts.remove(at);
-            let frame = broadcast_result(&mut cx.eng.scratch, &tracked);
+            let frame = broadcast_result(cx.eng, &tracked);
             to_host(cx.eng, &cx.pk.metrics, party.host, frame);
         }
         Timer::Request {
@@ -1391,6 +1497,99 @@ pub(super) fn timer<H: Host>(cx: &mut Cx<'_, H>, timer: Timer, _now: u64) {
                 return;
             };
             end_request(cx.eng, &cx.pk.metrics, host, player, "timeout", true);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Decoder;
+
+    /// What the tape reader took, or `None`; and what the full path reads from the same
+    /// bytes.
+    fn both(json: &str) -> (Option<String>, Result<String, Bad>) {
+        let show = |w: &str, e: &str, p: &Value<'_>, r: Option<i64>| {
+            format!("{w}|{e}|{}|{r:?}", crate::codec::to_json(p))
+        };
+        let mut d = Decoder::default();
+        let mut bytes = json.as_bytes().to_vec();
+        let fast = match d.decode_fast(Codec::Json, &mut bytes, tape_widget_event) {
+            Ok(Decoded::Fast(t)) => Some(show(t.widget, t.event, &t.payload, t.revision)),
+            _ => None,
+        };
+        let mut bytes = json.as_bytes().to_vec();
+        let tree = d.decode(Codec::Json, &mut bytes).unwrap();
+        let f = Fields::of(&tree);
+        let full = (|| {
+            let (w, e) = (f.str("widget_id")?, f.str("event_type")?);
+            Ok(show(
+                w,
+                e,
+                f.any("payload")?,
+                f.opt_int("revision", 0, i64::MAX)?,
+            ))
+        })();
+        (fast, full)
+    }
+
+    #[test]
+    fn the_tape_reader_agrees_with_the_full_path_or_leaves_the_event_to_it() {
+        let t = r#""type":"input.widget_event""#;
+        for (json, fast_takes) in [
+            (
+                format!(
+                    r#"{{{t},"widget_id":"w","event_type":"move","payload":{{"x":0.5,"y":-1}}}}"#
+                ),
+                true,
+            ),
+            (
+                format!(
+                    r#"{{"payload":[1,"a\n"],{t},"revision":3,"event_type":"e","widget_id":"w\u00e9","x":1}}"#
+                ),
+                true,
+            ),
+            (
+                format!(
+                    r#"{{{t},"widget_id":"w","event_type":"e","payload":"s","revision":null}}"#
+                ),
+                true,
+            ),
+            (
+                format!(r#"{{{t},"widget_id":"w","event_type":"e","payload":null}}"#),
+                false,
+            ),
+            (
+                format!(r#"{{{t},"widget_id":"w","event_type":"e"}}"#),
+                false,
+            ),
+            (
+                format!(r#"{{{t},"widget_id":1,"event_type":"e","payload":1}}"#),
+                false,
+            ),
+            (
+                format!(r#"{{{t},"widget_id":"w","event_type":"e","payload":1,"revision":2.0}}"#),
+                false,
+            ),
+            (
+                format!(r#"{{{t},"widget_id":"w","event_type":"e","payload":1,"revision":-1}}"#),
+                false,
+            ),
+            (
+                format!(r#"{{{t},"widget_id":"w","widget_id":"v","event_type":"e","payload":1}}"#),
+                false,
+            ),
+            (
+                r#"{"type":"input.response","widget_id":"w","event_type":"e","payload":1}"#
+                    .to_string(),
+                false,
+            ),
+        ] {
+            let (fast, full) = both(&json);
+            assert_eq!(fast.is_some(), fast_takes, "{json}");
+            if let Some(fast) = fast {
+                assert_eq!(Ok(fast), full, "{json}: the same fields either way");
+            }
         }
     }
 }

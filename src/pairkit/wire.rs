@@ -142,30 +142,36 @@ pub fn cut(text: &str, max: usize) -> &str {
     }
 }
 
-/// `{"type": kind, …}` with the fields `body` writes.
+/// Writes `{"type": kind, …}` with the fields `body` writes.
+pub fn write(w: &mut Writer<'_>, kind: &str, body: impl FnOnce(&mut Writer<'_>)) {
+    w.map(0).key("type").str(kind);
+    body(w);
+    w.end_map();
+}
+
+/// `{"type": kind, …}` as a frame of its own in `buf` (a new allocation; the dialect's
+/// frames come from the engine's pool instead, see `Engine::encode`).
 pub fn message(buf: &mut Vec<u8>, kind: &str, body: impl FnOnce(&mut Writer<'_>)) -> Frame {
     let mut w = Writer::new(Codec::Json, buf);
-    w.map(0).key("type").str(kind);
-    body(&mut w);
-    w.end_map();
+    write(&mut w, kind, body);
     w.finish()
 }
 
-/// `system.error {code, message}`.
-pub fn error(buf: &mut Vec<u8>, code: &str, text: &str) -> Frame {
-    message(buf, "system.error", |w| {
+/// The fields of `system.error {code, message}`.
+pub fn error<'t>(code: &'t str, text: &'t str) -> impl FnOnce(&mut Writer<'_>) + 't {
+    move |w| {
         w.key("code").str(code).key("message").str(text);
-    })
+    }
 }
 
-/// `session.ended {reason, message?}`.
-pub fn ended(buf: &mut Vec<u8>, reason: &str, text: Option<&str>) -> Frame {
-    message(buf, "session.ended", |w| {
+/// The fields of `session.ended {reason, message?}`.
+pub fn ended<'t>(reason: &'t str, text: Option<&'t str>) -> impl FnOnce(&mut Writer<'_>) + 't {
+    move |w| {
         w.key("reason").str(reason);
         if let Some(text) = text {
             w.key("message").str(text);
         }
-    })
+    }
 }
 
 #[cfg(test)]
@@ -219,11 +225,15 @@ mod tests {
         let mut buf = Vec::new();
         let body = |f: Frame| String::from_utf8(wsframe::parse(&f).unwrap().1.to_vec()).unwrap();
         assert_eq!(
-            body(error(&mut buf, "invalid_code", "no")),
+            body(message(
+                &mut buf,
+                "system.error",
+                error("invalid_code", "no")
+            )),
             r#"{"type":"system.error","code":"invalid_code","message":"no"}"#
         );
         assert_eq!(
-            body(ended(&mut buf, "timeout", None)),
+            body(message(&mut buf, "session.ended", ended("timeout", None))),
             r#"{"type":"session.ended","reason":"timeout"}"#
         );
     }
