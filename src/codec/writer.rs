@@ -191,6 +191,22 @@ impl<'b> Writer<'b> {
         }
     }
 
+    /// JSON only: opens an object from the text of one the caller has already validated
+    /// with a JSON parser (a message as it arrived), leaving it open so that the next
+    /// [`Writer::key`]s add fields to it; close it with [`Writer::end_map`]. A forward
+    /// that adds a field is then one copy instead of a decode and a re-encode.
+    pub fn open_json_object(&mut self, text: &[u8]) -> &mut Self {
+        debug_assert_eq!(self.codec, Codec::Json, "JSON text in a JSON frame only");
+        let text = text.trim_ascii();
+        debug_assert!(text.first() == Some(&b'{') && text.last() == Some(&b'}'));
+        let body = &text[..text.len() - 1];
+        self.sep();
+        self.buf.extend_from_slice(body);
+        let empty = body[1..].trim_ascii().is_empty();
+        self.levels.push(u32::from(!empty));
+        self
+    }
+
     /// An owned JSON value (room state, metadata), in this writer's codec.
     pub fn json(&mut self, value: &serde_json::Value) -> &mut Self {
         self.sep();
@@ -378,6 +394,28 @@ mod tests {
             parsed,
             serde_json::json!({"v":1,"t":"room.message","p":{"type":"chat","data":{"x":[1,-2,3.5,"q\"uote"],"y":null},"seq":300}})
         );
+    }
+
+    #[test]
+    fn an_object_opened_from_json_text_takes_more_fields() {
+        for (text, want) in [
+            (
+                &b" {\"a\": [1, {\"b\":2}] } \n"[..],
+                r#"{"a": [1, {"b":2}] ,"id":"p1"}"#,
+            ),
+            (b"{}", r#"{"id":"p1"}"#),
+            (b"{ }", r#"{ "id":"p1"}"#),
+        ] {
+            let mut buf = Vec::new();
+            let mut w = Writer::new(Codec::Json, &mut buf);
+            w.open_json_object(text).key("id").str("p1").end_map();
+            let f = w.finish();
+            let body = std::str::from_utf8(frame::parse(&f).unwrap().1)
+                .unwrap()
+                .to_string();
+            assert_eq!(body, want);
+            let _: serde_json::Value = serde_json::from_str(&body).expect("valid JSON");
+        }
     }
 
     #[test]

@@ -124,10 +124,15 @@ fn read<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, msg: Message<'_>, now: u64
     // A phone's widget event (most of the traffic) is read straight off the JSON tape
     // when it is plainly well-formed; anything else builds the value tree.
     let decoded = match role {
-        Role::Phone(..) => cx
-            .eng
-            .decoder
-            .decode_fast(Codec::Json, msg.bytes, tape_widget_event),
+        Role::Phone(..) => {
+            // The message as it arrived (parsing unescapes it in place): a widget event
+            // with nothing to drop or replace is forwarded as these bytes.
+            cx.pk.raw.clear();
+            cx.pk.raw.extend_from_slice(msg.bytes);
+            cx.eng
+                .decoder
+                .decode_fast(Codec::Json, msg.bytes, tape_widget_event)
+        }
         _ => cx
             .eng
             .decoder
@@ -1160,6 +1165,7 @@ fn from_phone<H: Host>(
                 event: f.str("event_type")?,
                 payload: f.any("payload")?,
                 revision: f.opt_int("revision", 0, i64::MAX)?,
+                verbatim: false,
             };
             widget_event(cx, code, n, &event)
         }
@@ -1265,6 +1271,9 @@ pub(super) struct WidgetEvent<'v, 'a> {
     event: &'v str,
     payload: &'v Value<'a>,
     revision: Option<i64>,
+    /// The message has exactly these fields (no `null`, no `player_id`, nothing unknown):
+    /// it may be forwarded as it arrived, with `player_id` added.
+    verbatim: bool,
 }
 
 /// A widget event read off the tape (owning its payload's tree).
@@ -1273,6 +1282,7 @@ pub(super) struct TapeEvent<'a> {
     event: &'a str,
     payload: Value<'a>,
     revision: Option<i64>,
+    verbatim: bool,
 }
 
 /// Reads `input.widget_event` off the JSON tape, or `None` for anything the full path
@@ -1309,7 +1319,9 @@ fn tape_widget_event<'a>(root: crate::codec::TapeValue<'_, 'a>) -> Option<TapeEv
         _ => None,
     };
     let payload = payload.filter(|p| !p.is_null())?;
+    let known = 4 + usize::from(revision.is_some());
     Some(TapeEvent {
+        verbatim: top.len() == known,
         widget: widget?.into_string()?,
         event: event?.into_string()?,
         payload: simd_json::value::lazy::Value::from_tape(payload).into_value(),
@@ -1324,6 +1336,7 @@ impl<'a> TapeEvent<'a> {
             event: self.event,
             payload: &self.payload,
             revision: self.revision,
+            verbatim: self.verbatim,
         }
     }
 }
@@ -1349,6 +1362,14 @@ fn widget_event<H: Host>(cx: &mut Cx<'_, H>, code: Code, n: u32, e: &WidgetEvent
         if let Some(flow) = &party.flow {
             check_event(flow, &player.screen, e.widget, e.event, e.payload)?;
         }
+    }
+    if e.verbatim {
+        let frame = cx.eng.encode(Codec::Json, |w| {
+            w.open_json_object(&cx.pk.raw);
+            w.key("player_id").str(&player.id).end_map();
+        });
+        to_host(cx.eng, &cx.pk.metrics, party.host, frame);
+        return Ok(());
     }
     let frame = msg(cx.eng, "input.widget_event", |w| {
         w.key("widget_id")
@@ -1590,6 +1611,41 @@ mod tests {
             if let Some(fast) = fast {
                 assert_eq!(Ok(fast), full, "{json}: the same fields either way");
             }
+        }
+    }
+
+    #[test]
+    fn only_an_event_with_exactly_its_fields_is_forwarded_verbatim() {
+        let t = r#""type":"input.widget_event""#;
+        for (json, verbatim) in [
+            (
+                format!(r#"{{{t},"widget_id":"w","event_type":"e","payload":{{}}}}"#),
+                true,
+            ),
+            (
+                format!(r#"{{{t},"widget_id":"w","event_type":"e","payload":1,"revision":4}}"#),
+                true,
+            ),
+            (
+                format!(r#"{{{t},"widget_id":"w","event_type":"e","payload":1,"revision":null}}"#),
+                false,
+            ),
+            (
+                format!(r#"{{{t},"widget_id":"w","event_type":"e","payload":1,"player_id":"p9"}}"#),
+                false,
+            ),
+            (
+                format!(r#"{{{t},"widget_id":"w","event_type":"e","payload":1,"extra":0}}"#),
+                false,
+            ),
+        ] {
+            let mut bytes = json.into_bytes();
+            let mut d = Decoder::default();
+            let taken = match d.decode_fast(Codec::Json, &mut bytes, tape_widget_event) {
+                Ok(Decoded::Fast(e)) => Some(e.verbatim),
+                _ => None,
+            };
+            assert_eq!(taken, Some(verbatim), "the tape reader takes it");
         }
     }
 }

@@ -409,6 +409,8 @@ pub struct Pairkit {
     pub code_space: u32,
     serial: u64,
     last_sweep_ms: u64,
+    /// A phone's message as it arrived (see `handle::read`).
+    raw: Vec<u8>,
     /// Counters.
     pub metrics: Arc<PkMetrics>,
 }
@@ -424,6 +426,7 @@ impl Pairkit {
             code_space: code::CODE_SPACE,
             serial: 0,
             last_sweep_ms: 0,
+            raw: Vec::new(),
             metrics: Arc::new(PkMetrics::new()),
         }
     }
