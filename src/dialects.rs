@@ -14,7 +14,8 @@
 //! | anything else | HTTP 404 |
 //!
 //! Plain HTTP `GET`s the engine does not serve (`/healthz`, `/metrics`) go to the dialects
-//! too: cloudlink answers the broker's `<prefix><key>/id` and `/peers`.
+//! too: pairkit serves its controller page (`/play` and `/play/<version>/<file>`), then
+//! cloudlink answers the broker's `<prefix><key>/id` and `/peers`.
 //!
 //! Adding a dialect: a module with its hooks, a variant in each enum here, its paths in
 //! [`Dialects::route`] — nothing in the engine changes.
@@ -230,7 +231,9 @@ impl Dialect for Dialects {
         get: &HttpGet<'_>,
         _now: u64,
     ) -> Option<HttpReply> {
-        self.cloudlink.http_get(eng, get)
+        self.pairkit
+            .http_get(get)
+            .or_else(|| self.cloudlink.http_get(eng, get))
     }
 
     fn session(route: &Route) -> DialectSession {

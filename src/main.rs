@@ -95,7 +95,7 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
     let mode = cfg.auth.mode;
     let mut dialects = format!(
         "rooms at /rooms and /, cloudlink at /cl5 and /?ugi=… (PeerJS broker at {}peerjs), \
-         pairkit at /pairkit and / (a first message with a type)",
+         pairkit at /pairkit and / (a first message with a type; phones' page at /play)",
         cfg.cloudlink.peerjs_prefix
     );
     if cfg.echo.enabled {

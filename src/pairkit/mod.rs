@@ -13,10 +13,12 @@
 //! - `wire`: reading fields, writing messages.
 //! - `party`: the party record (everything a durable store would keep is there).
 //! - `handle`: the messages, in the page's order.
+//! - `play`: the controller page phones open (`GET /play`).
 
 pub mod code;
 mod handle;
 pub mod party;
+pub mod play;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -25,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::config::{Config, PairkitConfig};
-use crate::core::{AfterClose, Dialect, Engine, Message, SessionKey, ShardId};
+use crate::core::{AfterClose, Dialect, Engine, HttpGet, HttpReply, Message, SessionKey, ShardId};
 use crate::metrics::{DialectMetrics, ErrorCounts, Sample, ShardMetrics};
 use code::Code;
 use party::{Flow, Party};
@@ -441,6 +443,11 @@ impl Pairkit {
         self.failures
             .get(&code::ip_key(ip))
             .map_or(0, VecDeque::len)
+    }
+
+    /// A plain `GET`: the controller page (`/play`) and its assets, else `None`.
+    pub fn http_get(&self, get: &HttpGet<'_>) -> Option<HttpReply> {
+        play::http_get(get)
     }
 
     /// A socket opened on `/pairkit` (or became pairkit on `/`): a phone's message rate.

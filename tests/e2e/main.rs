@@ -4,9 +4,11 @@
 
 mod cloudlink;
 mod flush;
+mod node;
 mod pairkit;
 mod peerjs;
 mod peerjs_client;
+mod play;
 mod process;
 mod rooms;
 mod routing;

@@ -585,20 +585,28 @@ pub fn room_on(shard: u16, prefix: &str) -> String {
 
 /// A plain HTTP GET; returns (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("read HTTP reply");
-    let status = text
+    let (head, body) = http_request(addr, "GET", path);
+    let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP reply: {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_string());
-    (status, body)
+        .unwrap_or_else(|| panic!("not an HTTP reply: {head:?}"));
+    (status, String::from_utf8(body).expect("a UTF-8 body"))
+}
+
+/// One plain HTTP request (the server closes the connection after its reply); returns
+/// the reply's head (status line and headers) and its body.
+pub fn http_request(addr: SocketAddr, method: &str, target: &str) -> (String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(s, "{method} {target} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut bytes = Vec::new();
+    s.read_to_end(&mut bytes).expect("read HTTP reply");
+    let Some(at) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+        panic!("not an HTTP reply: {:?}", String::from_utf8_lossy(&bytes));
+    };
+    let head = String::from_utf8_lossy(&bytes[..at]).into_owned();
+    (head, bytes[at + 4..].to_vec())
 }
 
 /// The value of one Prometheus series (`name{labels}`) from `/metrics`.

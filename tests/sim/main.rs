@@ -7,6 +7,7 @@ mod dirty;
 mod matchmaking;
 mod pairkit;
 mod peerjs;
+mod play;
 mod resume;
 mod rooms;
 mod state;
