@@ -1402,6 +1402,16 @@ fn check_event(
     else {
         return Err(Bad(format!("widget {widget:?} is not on screen {name:?}")));
     };
+    // A repeated key would be checked as its first value and read by the host as its
+    // last (the parsed object keeps both, and so does the forward).
+    if let (Value::Object(map), false) = (payload, w.kind == WidgetKind::Other) {
+        let keys: Vec<&str> = map.keys().map(|k| &**k).collect();
+        if keys.iter().enumerate().any(|(i, k)| keys[..i].contains(k)) {
+            return Err(Bad(format!(
+                "the payload of widget {widget:?} repeats a key"
+            )));
+        }
+    }
     let field = |k| crate::codec::field(payload, k);
     let unit = |k, lo: f64, hi: f64| {
         field(k)

@@ -1723,6 +1723,15 @@ fn strict_payloads_check_widget_events_against_the_flow() {
     );
     check(&mut sim, "pad", "stroke_end", json!({"seq": 2}), false);
     check(&mut sim, "dial", "turn", json!("anything"), true);
+    // A repeated key cannot slip a value past the check (the host would read the last).
+    for raw in [
+        r#"{"type":"input.widget_event","widget_id":"stick","event_type":"move","payload":{"x":0.5,"y":0,"x":99}}"#,
+        r#"{"type":"input.widget_event","widget_id":"stick","event_type":"move","payload":{"x":0.5,"y":0,"x":99},"revision":null}"#,
+    ] {
+        sim.send_text(a.c, raw);
+        assert!(sim.pk_frames(host).is_empty(), "{raw}");
+        assert_eq!(errors(&mut sim, a.c), ["malformed_message"]);
+    }
     check(&mut sim, "ready", "press", json!({}), false);
     // Off (the default), or without a flow: unchecked.
     let mut sim = Sim::new(1, cfg());
