@@ -427,6 +427,12 @@ PK_SEEDS = {
     # a screen.show whose screen repeats (the first one wins).
     "repeated": bytes([0, 0]) + pk_reconnect(5, 1, 5) + pk(PK_REPEATED, 5, 0x84, 0, 0, 3, 2, 1, bytes(12))
     + pk(PK_REPEATED, 0, 5, 0, pk_pick(PK_SCREENS, "vote"), 4, 0, 5, 0, 1) + pk(PK_QUERY, 1),
+    # Repeated keys in a flow (found by this target): "screens" null, then the screens (refused, though the flow
+    # as kept is valid); a flow whose "initial_screen" repeats with a screen it does not have, then a phone joins
+    # it (it was sent that flow, on the first one's screen).
+    "repeated_flow": bytes([0, 0]) + pk_reconnect(5, 0, 5) + pk(PK_REPEATED, 5, 0x84, 0, 0, 0, 0, 0x29, 0, 0, bytes(11))
+    + pk_reconnect(4, 1, 4) + pk(PK_REPEATED, 4, 0x84, 0, 0, 3, 0, 6, 1, bytes(11)) + pk_reconnect(1, 0, 1)
+    + pk_join(1, 0x17),
     # A tight message rate: refused, then closed 1008; a full session (3 players) and strict auth.
     "tight": bytes([0, PK_TIGHT | PK_MAX3 | PK_AUTH]) + pk(PK_QUERY, 1) * 30 + pk(PK_ADV_S, 0, 2)
     + pk_reconnect(1, 0, 1, auto=3) + pk_reconnect(5, 1, 5) + pk(PK_CREATE, 5, 0, 0, 1),
