@@ -6,7 +6,9 @@ join, room.message in JSON and MessagePack, 100x `[`, MessagePack with huge decl
 lengths, map16 and fixext1 forms. sim_session seeds are whole client sessions in that
 target's record format; cloudlink_frames and peerjs_frames seeds are scripts of client
 operations in theirs (a lobby's life, a host leaving, token mode, holds running out, ids
-taken and taken over, raw and malformed frames), upgrade_query seeds upgrades (ugi rule
+taken and taken over, raw and malformed frames), pairkit_messages seeds too (a whole game
+with a flow, resumes and takeovers, tracked broadcasts, requests, the join throttle, raw
+frames, the TTL, a tight rate, repeated keys), upgrade_query seeds upgrades (ugi rule
 edges, Origin wildcards, the per-address bucket, percent-encoding). Plain Python, no
 packages: MessagePack is encoded below.
 """
@@ -307,6 +309,136 @@ PJ_SEEDS = {
 }
 
 
+# pairkit_messages: [setup][setup2] then operations; op = kind << 3 | slot (see the target). Slot 0 is host A,
+# slot 5 host B, slots 1-4 phones. Field bytes pick from the target's tables (the comments say what they pick).
+(PK_RAW, PK_BIN, PK_ADV, PK_ADV_S, PK_DROP, PK_RECONNECT, PK_CREATE, PK_JOIN, PK_LEAVE, PK_UPDATE, PK_KICK, PK_SEND,
+ PK_BROADCAST, PK_REQUEST, PK_CANCEL, PK_RESEND, PK_SHOW, PK_DATA, PK_WIDGET, PK_RESPONSE, PK_ACK, PK_QUERY, PK_BC_ACK,
+ PK_RESEND_ANSWER, PK_PING, PK_ANY, PK_NOT_OBJECT) = range(27)
+PK_REPEATED = 31
+PK_FLOW_A, PK_STRICT = 0x40, 0x80
+PK_TIGHT, PK_MAX3, PK_FAIL2, PK_B, PK_4_JOINS_B, PK_SHORT_TTL, PK_AUTH = 3, 4, 8, 0x10, 0x20, 0x40, 0x80
+PK_SCREENS = ["lobby", "vote", "draw", "nope", "", "Lobby"]
+PK_WIDGETS = ["go", "stick", "pick", "canvas", "nope", ""]
+PK_EVENTS = ["press", "release", "move", "select", "stroke_progress", "stroke_end", "tap"]
+PK_RID = {None: 0, "": 2, "r1": 0x0A, "r2": 0x1A, "r3": 0x2A}  # by the high nibble (not the open request)
+PK_BID = {None: 0, "b1": 0x09, "b2": 0x19, "b3": 0x29}  # by the high nibble (not a pending one)
+PK_ACK_MS = [1, 100, 2_000, 60_000, 60_001, 0, -5, 30_000]
+PK_REQ_MS = [1, 500, 5_000, 600_000, 600_001, 0, 20_000, 100]
+PK_CUR, PK_CUR1, PK_NO_REV = 7, 5, 0  # revision: a player's current one, current + 1, absent
+
+
+def pk(kind, slot, *args):
+    return bytes([kind << 3 | slot]) + b"".join(a if isinstance(a, bytes) else bytes([a]) for a in args)
+
+
+def pk_pid(n):
+    """`p<n>` by name."""
+    return (n - 1) << 4 | 6
+
+
+def pk_pick(table, item):
+    """An `opt` byte that keeps the good value, then the table index."""
+    return bytes([3, table.index(item)])
+
+
+def pk_ms(table, ms):
+    return 0 if ms is None else table.index(ms) << 4 | 5
+
+
+def pk_raw(slot, text):
+    b = text.encode()
+    return pk(PK_RAW, slot, len(b), b)
+
+
+def pk_reconnect(slot, shard=0, ip=0, auto=0, close_frame=False, root=False):
+    """auto: 0 nothing, 1 resume as it was, 2 resume with a wrong secret, 3 a fresh create/join."""
+    return pk(PK_RECONNECT, slot, shard | ip << 1 | auto << 4 | close_frame << 6 | root << 7)
+
+
+def pk_show(targets=None, screen="vote", data=3, rev=PK_NO_REV, slot=0):
+    ids = 0 if targets is None else 7 | sum(1 << (3 + n) for n in targets)
+    return pk(PK_SHOW, slot, ids, pk_pick(PK_SCREENS, screen), data, rev)
+
+
+def pk_data(targets=None, data=4, rev=PK_NO_REV, slot=0):
+    ids = 0 if targets is None else 7 | sum(1 << (3 + n) for n in targets)
+    return pk(PK_DATA, slot, ids, data, rev)
+
+
+def pk_widget(slot, widget, event, payload, rev=PK_NO_REV):
+    return pk(PK_WIDGET, slot, pk_pick(PK_WIDGETS, widget), pk_pick(PK_EVENTS, event), payload, rev, 1)
+
+
+def pk_request(rid, player, timeout=None, slot=0):
+    return pk(PK_REQUEST, slot, PK_RID[rid], pk_pid(player), 3, 0, 2, pk_ms(PK_REQ_MS, timeout))
+
+
+def pk_broadcast(bid, ack=None, slot=0):
+    return pk(PK_BROADCAST, slot, 3, 0, 2, PK_BID[bid], pk_ms(PK_ACK_MS, ack))
+
+
+def pk_join(slot, code=7, resume=None, token=2):
+    """code 7: session 0's, 0x17: session 1's, 6: session 0's in lower case, 5: ZZZZ, 2: AB0D.
+    resume: a player number (its token when token >= 2, a wrong one when 1)."""
+    tail = bytes([0]) if resume is None else bytes([1 | token << 1, pk_pid(resume)])
+    return pk(PK_JOIN, slot, code, 8, 4, 7) + tail
+
+
+PK_SEEDS = {
+    # A flow game on both shards: screens, input (one stale), ack, data, query, update, kick, the host leaves.
+    "game": bytes([PK_FLOW_A | 1 << 2 | 1 << 4, 0]) + pk_show() + pk_widget(1, "pick", "select", 0x87)
+    + pk(PK_ACK, 1, pk_pick(PK_SCREENS, "vote"), PK_CUR) + pk_data(rev=PK_CUR1) + pk(PK_QUERY, 2)
+    + pk(PK_UPDATE, 3, 8, 4) + pk_widget(2, "stick", "move", 3, rev=8) + pk_show([1, 2], "draw", 4, rev=PK_CUR1)
+    + pk_widget(1, "canvas", "stroke_progress", 6, rev=PK_CUR) + pk(PK_RESEND, 0, pk_pid(1), pk_pick(PK_WIDGETS, "canvas"),
+                                                                    3, 0, 5) + pk(PK_RESEND_ANSWER, 1, 0, 5, 0)
+    + pk(PK_KICK, 0, pk_pid(4), 3) + pk(PK_PING, 2, 3, 1) + pk(PK_LEAVE, 0, 3),
+    # Drops and resumes: a phone back in its grace window, one after it, a phone and a host taken over.
+    "resume": bytes([1 << 3 | 1 << 5, 0]) + pk(PK_DROP, 1, 0) + pk(PK_ADV, 0, struct.pack("<H", 5000))
+    + pk_reconnect(1, 1, 1, auto=1) + pk_data(rev=PK_CUR1) + pk(PK_DROP, 2, 1) + pk(PK_ADV_S, 0, 11)
+    + pk_reconnect(2, 0, 2, auto=1) + pk_join(2) + pk_reconnect(4, 1, 4) + pk_join(4, resume=1)
+    + pk_reconnect(0, 1, 0, auto=1) + pk_reconnect(5, 0, 5) + pk(PK_CREATE, 5, 0, 0, 0xC3, 3) + pk(PK_QUERY, 1)
+    + pk_reconnect(0, 0, 0, auto=2),
+    # Tracked broadcasts: every ack, a reused id while pending, a deadline with a phone gone, none online.
+    "broadcast": bytes([0b0011_0100, 0]) + pk_broadcast("b1", 30_000) + pk(PK_BC_ACK, 1, PK_BID["b1"]) + pk(PK_BC_ACK, 2, PK_BID["b1"])
+    + pk_broadcast("b1") + pk(PK_BC_ACK, 3, PK_BID["b1"]) + pk(PK_BC_ACK, 4, PK_BID["b1"]) * 2 + pk_broadcast("b2")
+    + pk(PK_DROP, 3, 0) + pk(PK_BC_ACK, 1, PK_BID["b2"]) + pk(PK_ADV_S, 0, 3) + pk_broadcast("b1", 100) + pk(PK_DROP, 0, 0)
+    + pk(PK_ADV, 0, struct.pack("<H", 200)) + pk_reconnect(0, 0, 0, auto=1) + pk_broadcast("b3", 2_000),
+    # Requests: answered, answered twice, superseded, cancelled by the host and by the phone, timed out, the
+    # player dropping, an id open for another player, a resend.
+    "request": bytes([0b1100, 0]) + pk_request("r1", 1, 5_000) + pk(PK_RESPONSE, 1, PK_RID["r1"], 2) * 2
+    + pk_request("r2", 2) + pk_request("r3", 2) + pk(PK_CANCEL, 0, PK_RID["r3"]) + pk_request("r1", 3, 500)
+    + pk_request("r1", 3, 500) + pk(PK_ADV, 0, struct.pack("<H", 600)) + pk_request("r2", 4) + pk(PK_CANCEL, 4, PK_RID["r2"])
+    + pk_request("r1", 1) + pk_request("r1", 2) + pk(PK_DROP, 1, 1) + pk_request("r3", 1),
+    # The join throttle (2 failures a minute): unknown codes, a valid one refused, a shared /64, a minute later.
+    "throttle": bytes([0, PK_FAIL2]) + b"".join(pk_reconnect(i, 0, i) for i in range(1, 5)) + pk_join(1, 5) + pk_join(1, 2) + pk_join(2, 5) + pk_join(1, 7)
+    + pk_join(3, 5) + pk_join(4, 5) + pk_join(4, 6) + pk(PK_ADV_S, 0, 60) + pk_join(1, 7) + pk_join(1, 7),
+    # Raw frames: a ping, junk, type errors, role errors, null fields, duplicate keys, binary, `/` both ways.
+    "raw": bytes([0, 0]) + pk_raw(1, '{"type":"system.ping","sent_at":1.5e3}') + pk_raw(1, "not json")
+    + pk_raw(2, "[1]") + pk_raw(2, '{"type":5}') + pk_raw(0, '{"type":"input.response","request_id":"r"}')
+    + pk_raw(1, '{"type":"screen.show","screen":"x"}') + pk_raw(3, '{"type":"screen.query","player_id":null}')
+    + pk_raw(0, '{"type":"control.broadcast","event":"e","payload":{"a":[1,2.5,null]},"broadcast_id":null}')
+    + pk_raw(0, '{"type":"control.broadcast","event":"e","event":"f","broadcast_id":"b1","ack_timeout_ms":1.0}')
+    + pk(PK_BIN, 4, 2, b"{}") + pk_reconnect(3, 1, 3, root=True) + pk_raw(3, '{"type":"session.join","code":"abcd"}')
+    + pk_reconnect(4, 0, 4, root=True) + pk_raw(4, '{"v":1,"codecs":["json"]}') + pk(PK_NOT_OBJECT, 1, 4),
+    # Two sessions with a 120 s TTL (phone 4 in B): B's host drops, then both end.
+    "ttl": bytes([0b10, PK_SHORT_TTL | PK_B | PK_4_JOINS_B]) + pk_broadcast("b1", 60_000, slot=5)
+    + pk(PK_DROP, 5, 0) + pk(PK_ADV_S, 0, 100) + pk_show(slot=0) + pk(PK_ADV_S, 0, 25),
+    # Repeated keys (a key's first occurrence is the one read): a create with a flow whose api_key repeats,
+    # a screen.show whose screen repeats (the first one wins).
+    "repeated": bytes([0, 0]) + pk_reconnect(5, 1, 5) + pk(PK_REPEATED, 5, 0x84, 0, 0, 3, 2, 1, bytes(12))
+    + pk(PK_REPEATED, 0, 5, 0, pk_pick(PK_SCREENS, "vote"), 4, 0, 5, 0, 1) + pk(PK_QUERY, 1),
+    # Repeated keys in a flow (found by this target): "screens" null, then the screens (refused, though the flow
+    # as kept is valid); a flow whose "initial_screen" repeats with a screen it does not have, then a phone joins
+    # it (it was sent that flow, on the first one's screen).
+    "repeated_flow": bytes([0, 0]) + pk_reconnect(5, 0, 5) + pk(PK_REPEATED, 5, 0x84, 0, 0, 0, 0, 0x29, 0, 0, bytes(11))
+    + pk_reconnect(4, 1, 4) + pk(PK_REPEATED, 4, 0x84, 0, 0, 3, 0, 6, 1, bytes(11)) + pk_reconnect(1, 0, 1)
+    + pk_join(1, 0x17),
+    # A tight message rate: refused, then closed 1008; a full session (3 players) and strict auth.
+    "tight": bytes([0, PK_TIGHT | PK_MAX3 | PK_AUTH]) + pk(PK_QUERY, 1) * 30 + pk(PK_ADV_S, 0, 2)
+    + pk_reconnect(1, 0, 1, auto=3) + pk_reconnect(5, 1, 5) + pk(PK_CREATE, 5, 0, 0, 1),
+}
+
+
 def upgrade(cfg, path, query, origin=None, ms=1_700_000_000_000):
     """One upgrade_query input: [cfg][unix ms] path NUL query [NUL origin]."""
     out = bytes([cfg]) + struct.pack("<Q", ms) + path.encode() + b"\0" + query.encode()
@@ -340,6 +472,7 @@ TARGETS = {
     "state_ops": STATE_SEEDS,
     "cloudlink_frames": CL_SEEDS,
     "peerjs_frames": PJ_SEEDS,
+    "pairkit_messages": PK_SEEDS,
     "upgrade_query": UPGRADE_SEEDS,
 }
 

@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 
 use super::code::Code;
 use super::wire::Bad;
-use crate::codec::{as_str, field, to_json, Value};
+use crate::codec::{to_json, Value};
 use crate::core::SessionKey;
 
 /// A bearer secret (`host_id`, `resume_token`), kept as its SHA-256.
@@ -69,35 +69,45 @@ impl Flow {
     /// Checks a flow: `version` 1, a string `id`, `screens` a non-empty object of
     /// `{widgets: [{id, type, …}]}` with non-empty ids unique per screen, and
     /// `initial_screen` naming one of them.
+    ///
+    /// What is checked is the flow as it is kept and sent to phones (`to_json` of the
+    /// value), not the decoded value: where a key repeats, `to_json` keeps its last
+    /// occurrence (as a browser's `JSON.parse` does) while a field read on the decoded
+    /// value sees the first, and a flow checked one way and kept the other could reach
+    /// phones with an `initial_screen` that names no screen, or be refused when what would
+    /// be kept is valid.
     pub fn parse(value: &Value<'_>) -> Result<Flow, Bad> {
+        let json = to_json(value);
         let bad = |why: &str| Bad(format!("flow: {why}"));
-        if crate::codec::as_i64(field(value, "version").ok_or_else(|| bad("version is required"))?)
-            != Some(1)
-        {
+        let version = json
+            .get("version")
+            .ok_or_else(|| bad("version is required"))?;
+        if integer(version) != Some(1) {
             return Err(bad("version must be 1"));
         }
-        field(value, "id")
-            .and_then(as_str)
+        json.get("id")
+            .and_then(serde_json::Value::as_str)
             .ok_or_else(|| bad("id is required (a string)"))?;
-        let initial = field(value, "initial_screen")
-            .and_then(as_str)
+        let initial = json
+            .get("initial_screen")
+            .and_then(serde_json::Value::as_str)
             .ok_or_else(|| bad("initial_screen is required (a string)"))?;
-        let Some(Value::Object(screens)) = field(value, "screens") else {
+        let Some(screens) = json.get("screens").and_then(serde_json::Value::as_object) else {
             return Err(bad("screens is required (an object)"));
         };
         if screens.is_empty() {
             return Err(bad("screens must not be empty"));
         }
         let mut parsed = Vec::with_capacity(screens.len());
-        for (name, screen) in screens.iter() {
-            let Some(Value::Array(widgets)) = field(screen, "widgets") else {
+        for (name, screen) in screens {
+            let Some(widgets) = screen.get("widgets").and_then(serde_json::Value::as_array) else {
                 return Err(bad(&format!("screen {name:?} needs a widgets array")));
             };
             let mut list: Vec<Widget> = Vec::with_capacity(widgets.len());
-            for w in widgets.iter() {
-                let id = field(w, "id").and_then(as_str).filter(|id| !id.is_empty());
-                let kind = field(w, "type").and_then(as_str);
-                let (Some(id), Some(kind)) = (id, kind) else {
+            for w in widgets {
+                let text = |k| w.get(k).and_then(serde_json::Value::as_str);
+                let id = text("id").filter(|id| !id.is_empty());
+                let (Some(id), Some(kind)) = (id, text("type")) else {
                     return Err(bad(&format!(
                         "every widget of screen {name:?} is an object with a non-empty string id and a string type"
                     )));
@@ -110,14 +120,15 @@ impl Flow {
                     kind: widget_kind(kind, w),
                 });
             }
-            parsed.push((Box::<str>::from(&**name), list));
+            parsed.push((Box::<str>::from(name.as_str()), list));
         }
         if !parsed.iter().any(|(n, _)| &**n == initial) {
             return Err(bad(&format!("initial_screen {initial:?} names no screen")));
         }
+        let initial = initial.into();
         Ok(Flow {
-            json: to_json(value),
-            initial: initial.into(),
+            json,
+            initial,
             screens: parsed,
         })
     }
@@ -131,19 +142,30 @@ impl Flow {
     }
 }
 
-fn widget_kind(kind: &str, w: &Value<'_>) -> WidgetKind {
+/// An integer as `codec::as_i64` reads one: a float with an integral value counts.
+fn integer(v: &serde_json::Value) -> Option<i64> {
+    let n = v.as_number()?;
+    if let Some(i) = n.as_i64() {
+        return Some(i);
+    }
+    n.as_f64()
+        .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+        .map(|f| f as i64)
+}
+
+fn widget_kind(kind: &str, w: &serde_json::Value) -> WidgetKind {
     match kind {
         "button" => WidgetKind::Button,
         "joystick" => WidgetKind::Joystick,
         "drawing_canvas" => WidgetKind::Canvas,
         "choice_list" => {
-            let choices = match field(w, "choices") {
-                Some(Value::Array(items)) => items
+            let choices = match w.get("choices").and_then(serde_json::Value::as_array) {
+                Some(items) => items
                     .iter()
-                    .filter_map(|c| field(c, "id").and_then(as_str))
+                    .filter_map(|c| c.get("id").and_then(serde_json::Value::as_str))
                     .map(Box::from)
                     .collect(),
-                _ => Vec::new(),
+                None => Vec::new(),
             };
             WidgetKind::ChoiceList(choices)
         }
@@ -294,6 +316,7 @@ pub fn color(given: Option<&str>, n: u32) -> Box<str> {
 mod tests {
     use super::*;
     use crate::codec::{Codec, Decoder};
+    use serde_json::json;
 
     fn flow(json: &str) -> Result<Flow, Bad> {
         let mut bytes = json.as_bytes().to_vec();
@@ -330,6 +353,39 @@ mod tests {
         }
         // The same widget id on two screens is fine.
         assert!(flow(r#"{"version":1,"id":"f","initial_screen":"a","screens":{"a":{"widgets":[{"id":"x","type":"button"}]},"b":{"widgets":[{"id":"x","type":"button"}]}}}"#).is_ok());
+    }
+
+    #[test]
+    fn a_flow_is_checked_as_it_is_kept_and_sent() {
+        // A repeated key: the flow kept (and sent to phones in session.joined) has its last
+        // occurrence, and that is the one checked (found by fuzz/pairkit_messages: the
+        // first was checked, the last kept).
+        let kept_invalid = r#"{"version":1,"id":"f","initial_screen":"a","initial_screen":"nope",
+            "screens":{"a":{"widgets":[]}}}"#;
+        assert!(
+            flow(kept_invalid).is_err(),
+            "initial_screen as kept names no screen"
+        );
+        for kept_invalid in [
+            r#"{"version":1,"version":2,"id":"f","initial_screen":"a","screens":{"a":{"widgets":[]}}}"#,
+            r#"{"version":1,"id":"f","initial_screen":"a","screens":{"a":{"widgets":[]}},"screens":{}}"#,
+            r#"{"version":1,"id":"f","initial_screen":"a","screens":{"a":{"widgets":[{"id":"x","type":"button"},{"id":"y","id":"x","type":"button"}]}}}"#,
+        ] {
+            assert!(flow(kept_invalid).is_err(), "{kept_invalid}");
+        }
+        let kept_valid = r#"{"version":1,"id":"f","initial_screen":"a","screens":null,
+            "screens":{"a":{"widgets":[{"id":"go","type":"button"},{"id":"x","id":"y","type":"joystick"}]}}}"#;
+        let f = flow(kept_valid).expect("valid as kept");
+        assert_eq!((&*f.initial, &f.json["initial_screen"]), ("a", &json!("a")));
+        let widgets = f.screen("a").unwrap();
+        assert_eq!(
+            widgets
+                .iter()
+                .map(|w| (&*w.id, w.kind.clone()))
+                .collect::<Vec<_>>(),
+            [("go", WidgetKind::Button), ("y", WidgetKind::Joystick)]
+        );
+        assert_eq!(f.json["screens"]["a"]["widgets"][1]["id"], "y");
     }
 
     #[test]
