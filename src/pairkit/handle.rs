@@ -19,6 +19,8 @@ use crate::core::bucket::{TokenBucket, Verdict as Rate};
 use crate::core::outbound::Class;
 use crate::core::{Engine, Message, SessionKey};
 
+/// The largest revision a host may set: JavaScript's largest exact integer.
+const REVISION_MAX: i64 = (1 << 53) - 1;
 /// Names are cut to this many characters.
 const NAME_MAX: usize = 32;
 /// A `reason` reaches the other side as `message`, cut to this many characters.
@@ -1045,7 +1047,9 @@ fn screen<H: Host>(
     } else {
         Some(f.object("data")?)
     };
-    let revision = f.opt_int("revision", 0, i64::MAX)?.map(|r| r as u64);
+    // A host's revision stays within what a JavaScript phone reads exactly (2^53 - 1),
+    // so that the phone can send it back.
+    let revision = f.opt_int("revision", 0, REVISION_MAX)?.map(|r| r as u64);
     let unix = cx.eng.unix_ms(now);
     let party = cx.pk.parties.get_mut(&code).expect("checked");
     if let (Some(name), Some(flow)) = (name, &party.flow) {

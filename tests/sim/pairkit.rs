@@ -1559,6 +1559,18 @@ fn a_host_revision_must_be_above_every_targets_or_nothing_is_applied() {
     );
     assert_eq!(only(&mut sim, a.c)["revision"], 7, "current + 1");
     assert_eq!(sim.pairkit(0).metrics.dropped(Dropped::RevisionConflict), 1);
+    // A host's revision stays within what a JavaScript phone reads exactly.
+    let big = (1u64 << 53) - 1;
+    sim.send(
+        host,
+        json!({"type": "screen.update_data", "data": {}, "revision": big + 1}),
+    );
+    assert_eq!(errors(&mut sim, host), ["malformed_message"]);
+    sim.send(
+        host,
+        json!({"type": "screen.update_data", "data": {}, "revision": big}),
+    );
+    assert_eq!(only(&mut sim, a.c)["revision"], big);
 }
 
 #[test]
