@@ -47,6 +47,11 @@ pub struct Limits {
     /// bytes over a room's filling); the joiner still gets its `room.joined` and a
     /// `room.members` listing the first this-many members with the full `count`.
     pub presence_members_max: usize,
+    /// How long a connection the server is closing may take to read what is still queued
+    /// for it, the reason it is closed and the close frame (a slow consumer stalled for a
+    /// few seconds still learns `slow_consumer` and 1008: its queue was already cut to the
+    /// frame it is in, so the wait costs little). Past it the socket is dropped.
+    pub close_drain_ms: u64,
     /// Size of each cross-shard queue (messages). A full queue keeps the message in the
     /// sender's local backlog and retries on the next turn.
     pub mesh_queue_len: usize,
@@ -69,6 +74,7 @@ impl Default for Limits {
             flush_interval_us: 0,
             room_members_max: 10_000,
             presence_members_max: 128,
+            close_drain_ms: 10_000,
             mesh_queue_len: 8_192,
         }
     }

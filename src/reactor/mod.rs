@@ -36,7 +36,8 @@ const LISTENER: Token = Token(usize::MAX - 1);
 /// The token of each shard's mesh waker.
 pub const WAKER: Token = Token(usize::MAX - 2);
 
-/// How long a closed connection may take to send its FIN after ours.
+/// How long a closed connection may take to send its FIN after ours (the wait for the
+/// close frame itself to be read is `limits.close_drain_ms`).
 const DRAIN_MS: u64 = 2_000;
 /// How long accepting pauses after EMFILE/ENFILE, so the loop does not spin.
 const ACCEPT_PAUSE_MS: u64 = 100;
@@ -85,6 +86,8 @@ struct Reactor<D: Dialect> {
     last_sweep_ms: u64,
     /// `limits.flush_interval_us`.
     flush_interval_us: u64,
+    /// `limits.close_drain_ms`.
+    close_drain_ms: u64,
     /// Connections whose frames wait for their flush interval: (session, due µs).
     deferred: VecDeque<(SessionKey, u64)>,
     /// Connections accepted past a cap to be answered 503 and closed.
@@ -124,6 +127,7 @@ impl<D: Dialect> Shard<D> {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let metrics = parts.core.metrics().clone();
         let flush_interval_us = parts.core.config().limits.flush_interval_us;
+        let close_drain_ms = parts.core.config().limits.close_drain_ms;
         let reactor = Reactor {
             id: parts.id,
             poll: parts.poll,
@@ -144,6 +148,7 @@ impl<D: Dialect> Shard<D> {
             events: Events::with_capacity(1024),
             last_sweep_ms: 0,
             flush_interval_us,
+            close_drain_ms,
             deferred: VecDeque::new(),
             refusing: 0,
             interleaves: 0,
@@ -283,7 +288,7 @@ impl<D: Dialect> Reactor<D> {
                     closing_since_ms, ..
                 } => {
                     // A closing connection whose peer stopped reading never gets its close
-                    // frame out: give it DRAIN_MS, then drop it.
+                    // frame out: give it `limits.close_drain_ms`, then drop it.
                     let closing = c
                         .session
                         .and_then(|k| core.session(k))
@@ -291,7 +296,7 @@ impl<D: Dialect> Reactor<D> {
                     if closing && *closing_since_ms == 0 {
                         *closing_since_ms = now.max(1);
                     }
-                    closing && now >= *closing_since_ms + DRAIN_MS
+                    closing && now >= *closing_since_ms + self.close_drain_ms
                 }
             };
             if gone {

@@ -13,6 +13,7 @@ mod process;
 mod rooms;
 mod routing;
 mod sdk;
+mod slow;
 mod support;
 mod sync;
 mod turns;
