@@ -10,5 +10,6 @@ mod peerjs;
 mod play;
 mod resume;
 mod rooms;
+mod secrets;
 mod state;
 mod vectors;
