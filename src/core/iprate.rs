@@ -44,18 +44,25 @@ impl IpRate {
         let mut current = slot.load(Ordering::Relaxed);
         loop {
             let (last, stored) = (current >> 32, current & 0xffff_ffff);
+            // ms mod 2^32 wraps every 49 days. Shards' clocks differ by a little: a take
+            // stamped a few ms before the last one (a difference above 2^31 once wrapped)
+            // is no time at all, not a refill, and keeps the later stamp.
+            let diff = now.wrapping_sub(last) & 0xffff_ffff;
+            let (elapsed, stamp) = if diff > 0x7fff_ffff && current != 0 {
+                (0, last)
+            } else {
+                (diff, now)
+            };
             let tokens = if current == 0 {
                 cap
             } else {
-                // ms mod 2^32 wraps every 49 days: a wrapped difference reads as a refill.
-                let elapsed = now.wrapping_sub(last) & 0xffff_ffff;
                 (stored - 1 + elapsed * u64::from(self.per_min) * UNIT / 60_000).min(cap)
             };
             if tokens < UNIT {
                 return false;
             }
             // Stored plus one, so that an emptied bucket is not mistaken for a fresh slot.
-            let next = (now << 32) | (tokens - UNIT + 1);
+            let next = (stamp << 32) | (tokens - UNIT + 1);
             match slot.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(seen) => current = seen,
@@ -85,6 +92,22 @@ mod tests {
             "full again, never above"
         );
         assert!(!rate.take(ip, t + 200_000));
+    }
+
+    #[test]
+    fn a_take_stamped_a_little_earlier_on_another_shard_is_no_refill() {
+        let rate = IpRate::new(3);
+        let ip: IpAddr = "203.0.113.8".parse().unwrap();
+        let t = 1_700_000_000_000;
+        assert!(rate.take(ip, t + 5));
+        assert!(rate.take(ip, t + 3), "a shard whose clock is 2 ms behind");
+        assert!(rate.take(ip, t + 6));
+        assert!(!rate.take(ip, t + 4), "empty, whichever shard's clock asks");
+        assert!(!rate.take(ip, t + 6));
+        assert!(
+            rate.take(ip, t + 6 + 20_000),
+            "a token back 20 s after the latest take"
+        );
     }
 
     #[test]

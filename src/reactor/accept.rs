@@ -112,9 +112,21 @@ impl<D: Dialect> Reactor<D> {
                 break;
             }
         }
-        let parsed = http::parse(buf, || crate::metrics::render(&all_metrics));
+        // A head longer than the bound is refused whether it came in pieces (incomplete at
+        // the bound) or whole in one read.
+        let head_max = crate::limits::HTTP_HEAD_BYTES_MAX;
+        let too_long = buf.len() > head_max
+            && buf
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .is_none_or(|end| end + 4 > head_max);
+        let parsed = if too_long {
+            Ok(None)
+        } else {
+            http::parse(buf, || crate::metrics::render(&all_metrics))
+        };
         let upgrade = match parsed {
-            Ok(None) if buf.len() > crate::limits::HTTP_HEAD_BYTES_MAX => {
+            Ok(None) if buf.len() > head_max => {
                 let r = http::reply(
                     431,
                     "Request Header Fields Too Large",

@@ -4,6 +4,7 @@
 
 mod cloudlink;
 mod flush;
+mod hostile;
 mod node;
 mod pairkit;
 mod peerjs;

@@ -1,0 +1,194 @@
+//! Hostile clients (issue 19), on every dialect's path: frames that break RFC 6455
+//! (unmasked, RSV bits, oversize or fragmented control frames, a 2^63-byte declared
+//! length, invalid UTF-8), deep nesting, and garbage or huge heads before the upgrade.
+//! Each offender gets its close code or HTTP status; a bystander in a room keeps talking
+//! throughout; the server's file descriptors return to their count before the attack.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::*;
+
+/// The dialects' WebSocket paths.
+const PATHS: [&str; 4] = ["/rooms", "/cl5?ugi=g", "/pairkit", "/echo"];
+
+/// A raw socket upgraded on `path` (the 101 read).
+fn upgraded(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 101"), "{path}: {head}");
+    s
+}
+
+/// The HTTP head the server answered (up to the blank line).
+fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// One client frame: `first` is FIN/RSV/opcode, `len` the declared payload length (the
+/// payload sent may be shorter), masked unless `masked` is false.
+fn frame(first: u8, len: u64, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mask_bit = if masked { 0x80 } else { 0 };
+    let mut out = vec![first];
+    if len < 126 {
+        out.push(mask_bit | len as u8);
+    } else if len <= u64::from(u16::MAX) {
+        out.push(mask_bit | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(mask_bit | 127);
+        out.extend_from_slice(&len.to_be_bytes());
+    }
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    if masked {
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// Reads server frames until a close: its code (`None`: the socket ended without one).
+fn close_code(s: &mut TcpStream) -> Option<u16> {
+    loop {
+        let mut head = [0u8; 2];
+        s.read_exact(&mut head).ok()?;
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut b = [0u8; 2];
+                s.read_exact(&mut b).ok()?;
+                u64::from(u16::from_be_bytes(b))
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                s.read_exact(&mut b).ok()?;
+                u64::from_be_bytes(b)
+            }
+            n => u64::from(n),
+        };
+        let mut payload = vec![0u8; len as usize];
+        s.read_exact(&mut payload).ok()?;
+        if head[0] & 0x0f == 0x8 {
+            return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+        }
+    }
+}
+
+/// Open file descriptors of this process (the in-process server's sockets among them).
+fn fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// A rooms member that must keep hearing itself through every attack.
+fn still_talks(c: &mut Client, room: &str, n: u64) {
+    c.send(json!({"v": 1, "t": "room.message", "room": room, "p": {"type": "ping", "data": n}}));
+    let m = c.recv_until("its own message", |m| m.t() == "room.message");
+    assert_eq!(m.p()["data"], n, "the bystander hears itself: {m}");
+}
+
+#[test]
+fn frames_that_break_the_protocol_get_their_close_code_on_every_dialect() {
+    let s = TestServer::start(|c| {
+        c.echo.enabled = true;
+        c.cloudlink.conns_per_ip_per_min = 0;
+    });
+    let mut bystander = Client::new(s.addr, Codec::Json);
+    bystander.join("echo_room", "calm");
+    still_talks(&mut bystander, "calm", 0);
+    std::thread::sleep(Duration::from_millis(100));
+    let before = fds();
+    let text = |p: &[u8]| frame(0x81, p.len() as u64, p, true);
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("an unmasked frame", frame(0x81, 2, b"{}", false), 1002),
+        (
+            "RSV1 without an extension",
+            frame(0xC1, 2, b"{}", true),
+            1002,
+        ),
+        ("RSV3", frame(0x91, 2, b"{}", true), 1002),
+        (
+            "a ping of 126 bytes",
+            frame(0x89, 126, &[7; 126], true),
+            1002,
+        ),
+        ("a fragmented ping", frame(0x09, 1, b"x", true), 1002),
+        ("an unknown opcode", frame(0x83, 1, b"x", true), 1002),
+        (
+            "a continuation with nothing to continue",
+            frame(0x80, 1, b"x", true),
+            1002,
+        ),
+        ("a 2^63-byte frame", frame(0x82, 1 << 63, b"", true), 1009),
+        ("invalid UTF-8 text", text(b"{\"t\":\"\xc3\x28\"}"), 1007),
+    ];
+    let mut n = 0;
+    for path in PATHS {
+        for (what, bytes, want) in &cases {
+            let mut sock = upgraded(s.addr, path);
+            sock.write_all(bytes).unwrap();
+            assert_eq!(close_code(&mut sock), Some(*want), "{path}: {what}");
+            n += 1;
+            still_talks(&mut bystander, "calm", n);
+        }
+    }
+    // Deep nesting: refused as a message, never a crash.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    for path in ["/rooms", "/pairkit", "/cl5?ugi=g"] {
+        let mut ws = ws_connect(s.addr, path);
+        ws.send(tungstenite::Message::text(deep.clone())).unwrap();
+        let answer = ws.read();
+        assert!(
+            answer.is_ok(),
+            "{path}: an answer, not a dropped socket: {answer:?}"
+        );
+        n += 1;
+        still_talks(&mut bystander, "calm", n);
+    }
+    // Before the upgrade: garbage, and a head over 8 KiB.
+    let mut garbage = TcpStream::connect(s.addr).unwrap();
+    garbage.set_read_timeout(Some(WAIT)).unwrap();
+    garbage
+        .write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n")
+        .unwrap();
+    let head = read_head(&mut garbage);
+    assert!(head.starts_with("HTTP/1.1 400"), "garbage: {head:?}");
+    let mut huge = TcpStream::connect(s.addr).unwrap();
+    huge.set_read_timeout(Some(WAIT)).unwrap();
+    let filler = format!("X-Filler: {}\r\n", "a".repeat(1000)).repeat(9);
+    let _ = write!(huge, "GET /rooms HTTP/1.1\r\nHost: t\r\n{filler}\r\n");
+    let head = read_head(&mut huge);
+    assert!(head.starts_with("HTTP/1.1 431"), "a 9 KiB head: {head:?}");
+    drop((garbage, huge));
+    still_talks(&mut bystander, "calm", n + 1);
+    // Every offender's socket is gone from the server again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fds() > before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        fds() <= before,
+        "file descriptors: {} after, {before} before",
+        fds()
+    );
+}
