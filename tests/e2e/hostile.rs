@@ -192,3 +192,84 @@ fn frames_that_break_the_protocol_get_their_close_code_on_every_dialect() {
         fds()
     );
 }
+
+#[test]
+fn slowloris_sockets_are_closed_at_the_head_deadline_while_real_clients_are_served() {
+    let s = TestServer::start(|c| c.limits.handshake_ms = 1_500);
+    let mut real = Client::new(s.addr, Codec::Json);
+    real.join("echo_room", "served");
+    std::thread::sleep(Duration::from_millis(100));
+    let before = fds();
+    // 1,500 sockets that start a head and trickle it a byte at a time.
+    let mut lorises: Vec<TcpStream> = (0..1_500)
+        .map(|_| {
+            let mut l = TcpStream::connect(s.addr).unwrap();
+            l.write_all(b"GET /rooms HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+                .unwrap();
+            l.set_nonblocking(true).unwrap();
+            l
+        })
+        .collect();
+    let start = Instant::now();
+    let mut rtts = Vec::new();
+    let mut n = 0;
+    while start.elapsed() < Duration::from_millis(3_500) {
+        for l in lorises.iter_mut() {
+            let _ = l.write(b"a");
+        }
+        let sent = Instant::now();
+        n += 1;
+        still_talks(&mut real, "served", n);
+        rtts.push(sent.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Every loris was closed by the server: reads end (EOF or reset), nothing answered.
+    let mut closed = 0;
+    for l in lorises.iter_mut() {
+        l.set_nonblocking(false).unwrap();
+        l.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        match l.read(&mut buf) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!(
+                    "a loris is still open {:?} after the attack began",
+                    start.elapsed()
+                )
+            }
+            Ok(0) | Err(_) => closed += 1,
+            Ok(k) => {
+                let head = String::from_utf8_lossy(&buf[..k]).into_owned();
+                assert!(
+                    head.starts_with("HTTP/1.1 4"),
+                    "an HTTP refusal at most: {head}"
+                );
+                closed += 1;
+            }
+        }
+    }
+    assert_eq!(closed, lorises.len());
+    drop(lorises);
+    rtts.sort();
+    let p99 = rtts[rtts.len() * 99 / 100];
+    eprintln!(
+        "slowloris: {} round trips of a real client during the attack, p50 {:?}, p99 {p99:?}",
+        rtts.len(),
+        rtts[rtts.len() / 2]
+    );
+    assert!(rtts.len() >= 10, "the real client was served throughout");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fds() > before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        fds() <= before,
+        "file descriptors: {} after, {before} before",
+        fds()
+    );
+}
