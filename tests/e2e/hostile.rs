@@ -273,3 +273,65 @@ fn slowloris_sockets_are_closed_at_the_head_deadline_while_real_clients_are_serv
         fds()
     );
 }
+
+#[test]
+fn a_message_flood_is_answered_then_closed_1008_on_every_dialect_and_others_are_served() {
+    let s = TestServer::start(|c| c.cloudlink.conns_per_ip_per_min = 0);
+    let mut bystander = Client::new(s.addr, Codec::Json);
+    bystander.join("echo_room", "quiet");
+    // (path, the handshake it needs first, one message to flood with, how a rate refusal reads)
+    let rooms_hello = hello(Codec::Json).to_string();
+    let floods: [(&str, Option<String>, String, &str); 3] = [
+        (
+            "/rooms",
+            Some(rooms_hello),
+            json!({"v": 1, "t": "room.list", "rid": "x", "p": {}}).to_string(),
+            "rate_limited",
+        ),
+        (
+            "/cl5?ugi=g",
+            None,
+            json!({"opcode": "KEEPALIVE"}).to_string(),
+            "rate limited",
+        ),
+        (
+            "/pairkit",
+            None,
+            json!({"type": "system.ping", "sent_at": 1}).to_string(),
+            "rate_limited",
+        ),
+    ];
+    for (i, (path, first, msg, refusal)) in floods.iter().enumerate() {
+        let mut ws = ws_connect(s.addr, path);
+        if let Some(first) = first {
+            ws.send(tungstenite::Message::text(first.clone())).unwrap();
+        }
+        // Far past ten times any dialect's rate within a second, in one burst.
+        let mut sent = 0;
+        for _ in 0..5_000 {
+            if ws.write(tungstenite::Message::text(msg.clone())).is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        let _ = ws.flush();
+        let (mut answered, mut close) = (false, None);
+        loop {
+            match ws.read() {
+                Ok(tungstenite::Message::Text(t)) => answered |= t.contains(refusal),
+                Ok(tungstenite::Message::Close(f)) => {
+                    close = f.map(|f| u16::from(f.code));
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        assert!(
+            answered,
+            "{path}: the flood was answered {refusal:?} ({sent} sent)"
+        );
+        assert_eq!(close, Some(1008), "{path}: then closed");
+        still_talks(&mut bystander, "quiet", i as u64);
+    }
+}
