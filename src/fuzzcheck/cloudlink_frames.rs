@@ -1682,8 +1682,8 @@ impl Harness {
     }
 }
 
-/// The `cloudlink_frames` fuzz target's properties, checked on one input: panics on the first one
-/// violated (see the module's documentation).
+/// The `cloudlink_frames` fuzz target's properties on one input (the module's documentation lists
+/// them): panics on the first one violated.
 pub fn check_cloudlink_frames(data: &[u8]) {
     let mut inp = Input::new(data);
     let (setup, setup2) = (inp.byte(), inp.byte());

@@ -5,8 +5,8 @@
 
 use crate::http::{accept, parse, Request};
 
-/// The `http_parse` fuzz target's properties, checked on one input: panics on the first one
-/// violated (see the module's documentation).
+/// The `http_parse` fuzz target's properties on one input (the module's documentation lists
+/// them): panics on the first one violated.
 pub fn check_http_parse(data: &[u8]) {
     let is_response =
         |r: &[u8]| r.starts_with(b"HTTP/1.1 ") && r.windows(4).any(|w| w == b"\r\n\r\n");

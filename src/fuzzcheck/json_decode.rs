@@ -3,8 +3,8 @@
 
 use crate::codec::{Codec, Decoder};
 
-/// The `json_decode` fuzz target's properties, checked on one input: panics on the first one
-/// violated (see the module's documentation).
+/// The `json_decode` fuzz target's properties on one input (the module's documentation lists
+/// them): panics on the first one violated.
 pub fn check_json_decode(data: &[u8]) {
     let mut bytes = data.to_vec();
     let mut decoder = Decoder::default();

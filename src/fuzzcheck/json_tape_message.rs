@@ -5,8 +5,8 @@
 use crate::codec::{to_json, Codec, Decoded, Decoder};
 use crate::rooms::decode::{command, envelope, tape_message, Command};
 
-/// The `json_tape_message` fuzz target's properties, checked on one input: panics on the first one
-/// violated (see the module's documentation).
+/// The `json_tape_message` fuzz target's properties on one input (the module's documentation lists
+/// them): panics on the first one violated.
 pub fn check_json_tape_message(frame: &[u8]) {
     let mut fast_bytes = frame.to_vec();
     let mut decoder = Decoder::default();

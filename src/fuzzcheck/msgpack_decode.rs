@@ -3,8 +3,8 @@
 
 use crate::codec::{msgpack, Decoder};
 
-/// The `msgpack_decode` fuzz target's properties, checked on one input: panics on the first one
-/// violated (see the module's documentation).
+/// The `msgpack_decode` fuzz target's properties on one input (the module's documentation lists
+/// them): panics on the first one violated.
 pub fn check_msgpack_decode(data: &[u8]) {
     let Ok(value) = msgpack::decode(data) else {
         return;

@@ -2966,8 +2966,8 @@ impl H {
     }
 }
 
-/// The `pairkit_messages` fuzz target's properties, checked on one input: panics on the first one
-/// violated (see the module's documentation).
+/// The `pairkit_messages` fuzz target's properties on one input (the module's documentation lists
+/// them): panics on the first one violated.
 pub fn check_pairkit_messages(data: &[u8]) {
     let mut inp = Input::new(data);
     let (setup, setup2) = (inp.byte(), inp.byte());

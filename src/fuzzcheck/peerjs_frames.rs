@@ -713,8 +713,8 @@ impl Harness {
     }
 }
 
-/// The `peerjs_frames` fuzz target's properties, checked on one input: panics on the first one
-/// violated (see the module's documentation).
+/// The `peerjs_frames` fuzz target's properties on one input (the module's documentation lists
+/// them): panics on the first one violated.
 pub fn check_peerjs_frames(data: &[u8]) {
     let mut inp = Input::new(data);
     let setup = inp.byte();

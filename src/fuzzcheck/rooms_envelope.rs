@@ -6,8 +6,8 @@ use crate::codec::{Codec, Decoder};
 use crate::rooms::decode::{command, envelope, handshake, Command};
 use base64::Engine;
 
-/// The `rooms_envelope` fuzz target's properties, checked on one input: panics on the first one
-/// violated (see the module's documentation).
+/// The `rooms_envelope` fuzz target's properties on one input (the module's documentation lists
+/// them): panics on the first one violated.
 pub fn check_rooms_envelope(data: &[u8]) {
     let Some((&pick, frame)) = data.split_first() else {
         return;

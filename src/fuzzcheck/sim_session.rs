@@ -49,8 +49,8 @@ fn setup_bit(setup: u8, bit: u8) -> usize {
     usize::from(setup >> bit & 1)
 }
 
-/// The `sim_session` fuzz target's properties, checked on one input: panics on the first one
-/// violated (see the module's documentation).
+/// The `sim_session` fuzz target's properties on one input (the module's documentation lists
+/// them): panics on the first one violated.
 pub fn check_sim_session(data: &[u8]) {
     let Some((&setup, mut rest)) = data.split_first() else {
         return;

@@ -34,8 +34,8 @@ fn path(spec: u8, raw: &[u8]) -> String {
         .collect()
 }
 
-/// The `state_ops` fuzz target's properties, checked on one input: panics on the first one
-/// violated (see the module's documentation).
+/// The `state_ops` fuzz target's properties on one input (the module's documentation lists
+/// them): panics on the first one violated.
 pub fn check_state_ops(data: &[u8]) {
     let mut state = json!({});
     let mut rest = data;

@@ -127,8 +127,8 @@ fn instance_id_ok(iid: &str, ugi: &str) -> bool {
         && &iid[27..] == ugi
 }
 
-/// The `upgrade_query` fuzz target's properties, checked on one input: panics on the first one
-/// violated (see the module's documentation).
+/// The `upgrade_query` fuzz target's properties on one input (the module's documentation lists
+/// them): panics on the first one violated.
 pub fn check_upgrade_query(data: &[u8]) {
     if data.len() < 9 {
         return;

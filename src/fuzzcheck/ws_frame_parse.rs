@@ -3,8 +3,8 @@
 
 use crate::codec::frame::{self, OpCode};
 
-/// The `ws_frame_parse` fuzz target's properties, checked on one input: panics on the first one
-/// violated (see the module's documentation).
+/// The `ws_frame_parse` fuzz target's properties on one input (the module's documentation lists
+/// them): panics on the first one violated.
 pub fn check_ws_frame_parse(data: &[u8]) {
     if let Some((opcode, payload, frame_len)) = frame::parse(data) {
         assert!(
