@@ -34,7 +34,8 @@
 //! Shared by both: [`codec`] (both wire codecs into one value tree, the frame writer,
 //! frames), [`http`] (request heads), [`config`], [`limits`], [`metrics`]. With the `sim`
 //! feature, `sim` runs a whole server in memory on the same turn order (tests, benches,
-//! fuzzing).
+//! fuzzing); with `fuzzcheck`, `fuzzcheck` holds the fuzz targets' properties as plain
+//! functions (the targets and `cargo test` call the same ones).
 //!
 //! # Example: a server without sockets (with the `sim` feature)
 //!
@@ -63,6 +64,8 @@ pub mod config;
 pub mod core;
 pub mod dialects;
 pub mod echo;
+#[cfg(feature = "fuzzcheck")]
+pub mod fuzzcheck;
 pub mod http;
 pub mod limits;
 pub mod mesh;
