@@ -335,3 +335,69 @@ fn a_message_flood_is_answered_then_closed_1008_on_every_dialect_and_others_are_
         still_talks(&mut bystander, "quiet", i as u64);
     }
 }
+
+#[test]
+fn a_connection_flood_past_the_cap_is_answered_503_while_clients_inside_are_served() {
+    let s = TestServer::start(|c| c.limits.conns_max = 64);
+    let mut real = Client::new(s.addr, Codec::Json);
+    real.join("echo_room", "inside");
+    std::thread::sleep(Duration::from_millis(100));
+    let before = fds();
+    let mut rtts = Vec::new();
+    let mut flood = Vec::new();
+    let (mut refused, mut admitted, mut dropped) = (0, 0, 0);
+    let start = Instant::now();
+    for round in 0..20u64 {
+        // 50 more connections each round, each asking to upgrade, all kept open.
+        for _ in 0..50 {
+            let mut f = TcpStream::connect(s.addr).unwrap();
+            f.set_read_timeout(Some(WAIT)).unwrap();
+            write!(
+                f,
+                "GET /rooms HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .unwrap();
+            flood.push(f);
+        }
+        let sent = Instant::now();
+        still_talks(&mut real, "inside", round);
+        rtts.push(sent.elapsed());
+    }
+    for f in flood.iter_mut() {
+        let head = read_head(f);
+        if head.starts_with("HTTP/1.1 503") {
+            refused += 1;
+        } else if head.starts_with("HTTP/1.1 101") {
+            admitted += 1;
+        } else {
+            // More refusals at once than the reactor answers (64 in flight): closed
+            // unanswered, the cheapest answer to a flood.
+            assert_eq!(head, "", "neither admitted nor refused");
+            dropped += 1;
+        }
+    }
+    assert!(admitted <= 64, "at most the cap: {admitted}");
+    assert_eq!(refused + admitted + dropped, 1_000);
+    assert!(
+        refused >= 64,
+        "the flood is told why, up to the refusals in flight: {refused}"
+    );
+    drop(flood);
+    rtts.sort();
+    eprintln!(
+        "connection flood: 1,000 connections in {:?}, {admitted} admitted, {refused} answered 503, {dropped} closed unanswered; a client inside: p50 {:?}, p99 {:?}",
+        start.elapsed(),
+        rtts[rtts.len() / 2],
+        rtts[rtts.len() * 99 / 100]
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fds() > before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        fds() <= before,
+        "file descriptors: {} after, {before} before",
+        fds()
+    );
+}
