@@ -200,8 +200,8 @@ fn slowloris_sockets_are_closed_at_the_head_deadline_while_real_clients_are_serv
     real.join("echo_room", "served");
     std::thread::sleep(Duration::from_millis(100));
     let before = fds();
-    // 1,500 sockets that start a head and trickle it a byte at a time.
-    let mut lorises: Vec<TcpStream> = (0..1_500)
+    // 1,000 sockets that start a head and trickle it a byte at a time.
+    let mut lorises: Vec<TcpStream> = (0..1_000)
         .map(|_| {
             let mut l = TcpStream::connect(s.addr).unwrap();
             l.write_all(b"GET /rooms HTTP/1.1\r\nHost: t\r\nX-Slow: ")
@@ -221,7 +221,7 @@ fn slowloris_sockets_are_closed_at_the_head_deadline_while_real_clients_are_serv
         n += 1;
         still_talks(&mut real, "served", n);
         rtts.push(sent.elapsed());
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(200));
     }
     // Every loris was closed by the server: reads end (EOF or reset), nothing answered.
     let mut closed = 0;
