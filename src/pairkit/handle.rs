@@ -147,9 +147,7 @@ fn read<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, msg: Message<'_>, now: u64
             let Role::Phone(code, n) = role else {
                 unreachable!("the fast reader runs for phones only")
             };
-            if cx.pk.parties.get(&code).and_then(|p| p.nth(n)).is_none() {
-                return refuse(PkError::SessionNotFound, "the session has ended");
-            }
+            player_gone(cx, code, n)?;
             return widget_event(cx, code, n, &event.fields());
         }
         Err(_) => return refuse(PkError::MalformedMessage, "a message is a JSON object"),
@@ -196,11 +194,17 @@ fn read<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, msg: Message<'_>, now: u64
             from_host(cx, key, code, kind, f, now)
         }
         (Role::Phone(code, n), _) => {
-            if cx.pk.parties.get(&code).and_then(|p| p.nth(n)).is_none() {
-                return refuse(PkError::SessionNotFound, "the session has ended");
-            }
+            player_gone(cx, code, n)?;
             from_phone(cx, key, code, n, kind, f, now)
         }
+    }
+}
+
+/// `session_not_found` when a phone's party or player is gone.
+fn player_gone<H: Host>(cx: &Cx<'_, H>, code: Code, n: u32) -> Done {
+    match cx.pk.parties.get(&code).and_then(|p| p.nth(n)) {
+        Some(_) => Ok(()),
+        None => refuse(PkError::SessionNotFound, "the session has ended"),
     }
 }
 
@@ -746,19 +750,11 @@ fn from_host<H: Host>(
             let id = f.str("player_id")?;
             let text = reason_text(&f)?;
             let party = cx.pk.parties.get_mut(&code).expect("checked");
-            let host = party.host;
             let Some(player) = party.player_mut(id) else {
                 return refuse(PkError::PlayerNotFound, format!("no player {id:?}"));
             };
             let n = player.n;
-            end_request(
-                cx.eng,
-                &cx.pk.metrics,
-                host,
-                player,
-                "player_disconnected",
-                false,
-            );
+            // Its open request ends in remove_player, before the host's player.leave.
             if let Some(phone) = player.socket.take() {
                 end_socket(cx.eng, phone, "kicked", text);
             }

@@ -530,14 +530,19 @@ impl Pairkit {
         }
         self.last_sweep_ms = now;
         self.failures.retain(|_, log| {
-            while log
-                .front()
-                .is_some_and(|t| now.saturating_sub(*t) >= FAILURE_WINDOW_MS)
-            {
-                log.pop_front();
-            }
+            forget_old_failures(log, now);
             !log.is_empty()
         });
+    }
+}
+
+/// Drops the failures of an address's log that are a whole window old.
+fn forget_old_failures(log: &mut VecDeque<u64>, now: u64) {
+    while log
+        .front()
+        .is_some_and(|t| now.saturating_sub(*t) >= FAILURE_WINDOW_MS)
+    {
+        log.pop_front();
     }
 }
 
@@ -572,12 +577,7 @@ impl<H: Host> Cx<'_, H> {
             };
         }
         let log = self.pk.failures.entry(ip).or_default();
-        while log
-            .front()
-            .is_some_and(|t| now.saturating_sub(*t) >= FAILURE_WINDOW_MS)
-        {
-            log.pop_front();
-        }
+        forget_old_failures(log, now);
         let verdict = if log.len() >= limit {
             Verdict::Throttled
         } else if found {

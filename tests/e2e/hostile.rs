@@ -100,6 +100,20 @@ fn fds() -> usize {
         .unwrap_or(0)
 }
 
+/// Waits (at most 10 s) for the open file descriptors to fall back to `before`: every
+/// offender's socket is gone from the server again.
+fn fds_back_to(before: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fds() > before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        fds() <= before,
+        "file descriptors: {} after, {before} before",
+        fds()
+    );
+}
+
 /// A rooms member that must keep hearing itself through every attack.
 fn still_talks(c: &mut Client, room: &str, n: u64) {
     c.send(json!({"v": 1, "t": "room.message", "room": room, "p": {"type": "ping", "data": n}}));
@@ -182,15 +196,7 @@ fn frames_that_break_the_protocol_get_their_close_code_on_every_dialect() {
     drop((garbage, huge));
     still_talks(&mut bystander, "calm", n + 1);
     // Every offender's socket is gone from the server again.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while fds() > before && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        fds() <= before,
-        "file descriptors: {} after, {before} before",
-        fds()
-    );
+    fds_back_to(before);
 }
 
 #[test]
@@ -263,15 +269,7 @@ fn slowloris_sockets_are_closed_at_the_head_deadline_while_real_clients_are_serv
         rtts[rtts.len() / 2]
     );
     assert!(rtts.len() >= 10, "the real client was served throughout");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while fds() > before && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        fds() <= before,
-        "file descriptors: {} after, {before} before",
-        fds()
-    );
+    fds_back_to(before);
 }
 
 #[test]
@@ -391,13 +389,5 @@ fn a_connection_flood_past_the_cap_is_answered_503_while_clients_inside_are_serv
         rtts[rtts.len() / 2],
         rtts[rtts.len() * 99 / 100]
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while fds() > before && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        fds() <= before,
-        "file descriptors: {} after, {before} before",
-        fds()
-    );
+    fds_back_to(before);
 }
