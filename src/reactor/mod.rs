@@ -264,7 +264,8 @@ impl<D: Dialect> Reactor<D> {
                 WAKER => {}
                 Token(t) => {
                     if event.is_readable() || event.is_read_closed() || event.is_error() {
-                        self.readable(core, t, now);
+                        let hup = event.is_read_closed() || event.is_error();
+                        self.readable(core, t, now, hup);
                     }
                     if event.is_writable() {
                         self.writable(core, t, now);

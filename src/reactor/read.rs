@@ -12,7 +12,9 @@ use super::{Reactor, READ_CHUNK_BYTES};
 use crate::core::{self, Dialect, SessionKey, ShardCore};
 
 impl<D: Dialect> Reactor<D> {
-    pub(super) fn readable(&mut self, core: &mut ShardCore<D>, t: usize, now: u64) {
+    /// A connection is readable; `hup`: the event also says the peer closed its side (or
+    /// the socket failed).
+    pub(super) fn readable(&mut self, core: &mut ShardCore<D>, t: usize, now: u64, hup: bool) {
         let Some(conn) = self.conns.get_mut(t) else {
             return;
         };
@@ -20,6 +22,7 @@ impl<D: Dialect> Reactor<D> {
         conn.drained = false;
         match conn.state {
             ConnState::Http { .. } => self.read_http(core, t, now),
+            ConnState::Ws { .. } if hup => self.read_ws_to_eof(core, t, now),
             ConnState::Ws { .. } => self.read_ws(core, t, now),
             ConnState::Reply { .. } => {}
             ConnState::Draining { .. } => self.read_drain(core, t, now),
@@ -142,6 +145,24 @@ impl<D: Dialect> Reactor<D> {
                     return core.close_session(key, 1002, "protocol error", now)
                 }
                 Err(_) => return self.remove(core, t, now),
+            }
+        }
+    }
+
+    /// `read_ws` for a peer that has closed its side. The FIN may have come with the last
+    /// bytes, in the same edge: a short read then marks the socket drained and `read_ws`
+    /// stops before the `recv` that would return 0, and no further edge would ever come (the
+    /// socket sat in CLOSE-WAIT until the idle timeout). So read on past short reads until
+    /// the end is seen (the connection is removed), or the session stops being read (held
+    /// for a move, or closing: then draining or the new shard's registration sees the end).
+    fn read_ws_to_eof(&mut self, core: &mut ShardCore<D>, t: usize, now: u64) {
+        loop {
+            self.read_ws(core, t, now);
+            match self.conns.get_mut(t) {
+                Some(conn) if conn.drained && matches!(conn.state, ConnState::Ws { .. }) => {
+                    conn.drained = false;
+                }
+                _ => return,
             }
         }
     }

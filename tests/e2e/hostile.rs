@@ -13,10 +13,10 @@ use serde_json::json;
 use crate::support::*;
 
 /// The dialects' WebSocket paths.
-const PATHS: [&str; 4] = ["/rooms", "/cl5?ugi=g", "/pairkit", "/echo"];
+pub(crate) const PATHS: [&str; 4] = ["/rooms", "/cl5?ugi=g", "/pairkit", "/echo"];
 
 /// A raw socket upgraded on `path` (the 101 read).
-fn upgraded(addr: SocketAddr, path: &str) -> TcpStream {
+pub(crate) fn upgraded(addr: SocketAddr, path: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     write!(
@@ -31,7 +31,7 @@ fn upgraded(addr: SocketAddr, path: &str) -> TcpStream {
 }
 
 /// The HTTP head the server answered (up to the blank line).
-fn read_head(s: &mut TcpStream) -> String {
+pub(crate) fn read_head(s: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -45,7 +45,7 @@ fn read_head(s: &mut TcpStream) -> String {
 
 /// One client frame: `first` is FIN/RSV/opcode, `len` the declared payload length (the
 /// payload sent may be shorter), masked unless `masked` is false.
-fn frame(first: u8, len: u64, payload: &[u8], masked: bool) -> Vec<u8> {
+pub(crate) fn frame(first: u8, len: u64, payload: &[u8], masked: bool) -> Vec<u8> {
     let mask_bit = if masked { 0x80 } else { 0 };
     let mut out = vec![first];
     if len < 126 {
@@ -68,7 +68,7 @@ fn frame(first: u8, len: u64, payload: &[u8], masked: bool) -> Vec<u8> {
 }
 
 /// Reads server frames until a close: its code (`None`: the socket ended without one).
-fn close_code(s: &mut TcpStream) -> Option<u16> {
+pub(crate) fn close_code(s: &mut TcpStream) -> Option<u16> {
     loop {
         let mut head = [0u8; 2];
         s.read_exact(&mut head).ok()?;
@@ -389,5 +389,43 @@ fn a_connection_flood_past_the_cap_is_answered_503_while_clients_inside_are_serv
         rtts[rtts.len() / 2],
         rtts[rtts.len() * 99 / 100]
     );
+    fds_back_to(before);
+}
+
+/// A client that closes its side right behind its last bytes (half a frame here) is let go
+/// at once, whether the FIN reached the server with those bytes or after them. It once sat
+/// in CLOSE-WAIT until the idle timeout (45 s) whenever both came in one readiness edge: a
+/// short read marked the socket empty and the `recv` that returns 0 was never made. Which
+/// way each connection goes is up to the scheduler, so there are 300 of them.
+#[test]
+fn a_client_that_closes_right_after_its_bytes_is_let_go_at_once() {
+    let s = TestServer::start(|c| {
+        c.echo.enabled = true;
+        c.cloudlink.conns_per_ip_per_min = 0;
+    });
+    let before = fds();
+    let cut = frame(0x82, 65_536, &[1; 30_000], true);
+    let socks: Vec<TcpStream> = (0..300)
+        .map(|i| upgraded(s.addr, PATHS[i % PATHS.len()]))
+        .collect();
+    for sock in &socks {
+        let mut sock = sock;
+        sock.write_all(&cut).unwrap();
+        sock.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+    let mut lingering = 0;
+    for mut sock in socks {
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut sink = [0u8; 4096];
+        let ended = loop {
+            match sock.read(&mut sink) {
+                Ok(0) => break true,
+                Ok(_) => {}
+                Err(e) => break e.kind() == std::io::ErrorKind::ConnectionReset,
+            }
+        };
+        lingering += usize::from(!ended);
+    }
+    assert_eq!(lingering, 0, "connections still open 5 s after their FIN");
     fds_back_to(before);
 }

@@ -2,6 +2,7 @@
 //! shards) or the `huddle` binary itself, the reference SDK from Node, every dialect's
 //! rules again over sockets. One shared support module (`support`).
 
+mod baseline;
 mod cloudlink;
 mod flush;
 mod hostile;

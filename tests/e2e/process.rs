@@ -10,9 +10,9 @@ use tungstenite::Message;
 
 const BIN: &str = env!("CARGO_BIN_EXE_huddle");
 
-struct Running {
-    child: Child,
-    addr: String,
+pub(crate) struct Running {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
     /// stderr lines before the listening line.
     early: Vec<String>,
     stderr: mpsc::Receiver<String>,
@@ -25,7 +25,7 @@ impl Drop for Running {
     }
 }
 
-fn start(args: &[&str]) -> Running {
+pub(crate) fn start(args: &[&str]) -> Running {
     match launch(args) {
         Ok(run) => run,
         Err(stderr) => panic!("no 'listening on' line; stderr: {stderr:?}"),
