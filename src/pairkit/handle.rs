@@ -467,17 +467,44 @@ fn join<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, f: Fields<'_, '_>, now: u6
         color: color.map(Box::from),
         resume: resume_id.map(|id| (Box::from(id), resume_token.map(Box::from))),
     };
-    let ip = code::ip_key(cx.sock(key).and_then(|s| s.peer));
-    let home = code::ip_home(ip, cx.eng.shards);
     let found = cx.pk.live.contains(&code);
-    if home == cx.eng.id {
-        let verdict = cx.check_join(ip, found, now);
-        return checked(cx, key, req, verdict, now);
+    let code_home = code.home(cx.eng.shards);
+    if !found && code_home != cx.eng.id {
+        // This shard's directory may not have heard of a party opened a moment ago on its
+        // home (the host can pass its code on faster than the mesh): only the home may say
+        // a code is unknown.
+        park(cx, key, req);
+        cx.eng
+            .post(code_home, H::mesh(Mesh::CodeCheck { code, from: key }));
+        return Ok(());
     }
+    throttle(cx, key, req, found, now)
+}
+
+/// Holds a join (and the socket's reads) until another shard answers for it.
+fn park<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, req: JoinReq) {
     if let Some(s) = cx.sock_mut(key) {
         s.pending = Some(Box::new(Pending::Join(req)));
     }
     cx.eng.pause_reads(key);
+}
+
+/// The join failure throttle, on the address's home shard (here, or one round trip away),
+/// then the join itself.
+fn throttle<H: Host>(
+    cx: &mut Cx<'_, H>,
+    key: SessionKey,
+    req: JoinReq,
+    found: bool,
+    now: u64,
+) -> Done {
+    let ip = code::ip_key(cx.sock(key).and_then(|s| s.peer));
+    let home = code::ip_home(ip, cx.eng.shards);
+    if home == cx.eng.id {
+        let verdict = cx.check_join(ip, found, now);
+        return checked(cx, key, req, verdict, now);
+    }
+    park(cx, key, req);
     cx.eng.post(
         home,
         H::mesh(Mesh::JoinCheck {
@@ -487,6 +514,18 @@ fn join<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, f: Fields<'_, '_>, now: u6
         }),
     );
     Ok(())
+}
+
+/// The code's home shard said whether its party is open.
+pub(super) fn code_checked<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, found: bool, now: u64) {
+    let pending = cx.sock_mut(key).and_then(|s| s.pending.take());
+    let Some(Pending::Join(req)) = pending.map(|p| *p) else {
+        return;
+    };
+    cx.eng.resume_reads(key);
+    if let Err(a) = throttle(cx, key, req, found, now) {
+        answer(cx.eng, &cx.pk.metrics, key, &a);
+    }
 }
 
 /// The throttle's answer came back from the address's home shard.

@@ -4,10 +4,13 @@
 //!
 //! A party lives on its home shard, and its code is drawn so that the home is the shard
 //! that created it: a phone joining moves there, and the host, the phones and the party
-//! record meet on one shard (every message of a game is a local send). Every shard knows
-//! every live code (a replicated directory), so a join with an unknown code is answered
-//! where it arrives; join failures are counted per address on the address's home shard
-//! (one round trip through the mesh, reads paused meanwhile).
+//! record meet on one shard (every message of a game is a local send). Every shard keeps
+//! a directory of the live codes, replicated through the mesh, so a join with a code it
+//! knows goes straight to the code's home. The directory may lag a party opened a moment
+//! ago (its host can pass the code on faster than the mesh), so only the code's home may
+//! call a code unknown: a miss elsewhere is asked of it (one round trip, reads paused).
+//! Join failures are counted per address on the address's home shard (one more round
+//! trip when that is another shard).
 //!
 //! - `code`: the code alphabet, allocation, the throttle's address key.
 //! - `wire`: reading fields, writing messages.
@@ -152,6 +155,21 @@ pub enum Mesh {
         found: bool,
         /// The joining socket, on the sender.
         from: SessionKey,
+    },
+    /// A join on the sender named a code its directory does not have, homed on the
+    /// receiver: is its party open?
+    CodeCheck {
+        /// The code.
+        code: Code,
+        /// The joining socket, on the sender.
+        from: SessionKey,
+    },
+    /// The answer to a `CodeCheck`.
+    CodeChecked {
+        /// The joining socket, on the receiver.
+        session: SessionKey,
+        /// The party is open.
+        found: bool,
     },
     /// The answer to a `JoinCheck`.
     JoinChecked {
@@ -511,6 +529,17 @@ impl Pairkit {
                 let verdict = cx.check_join(ip, found, now);
                 cx.eng
                     .post(from, H::mesh(Mesh::JoinChecked { session, verdict }));
+            }
+            Mesh::CodeCheck {
+                code,
+                from: session,
+            } => {
+                let found = cx.pk.parties.contains_key(&code);
+                cx.eng
+                    .post(from, H::mesh(Mesh::CodeChecked { session, found }));
+            }
+            Mesh::CodeChecked { session, found } => {
+                handle::code_checked(&mut cx, session, found, now)
             }
             Mesh::JoinChecked { session, verdict } => {
                 handle::join_checked(&mut cx, session, verdict, now)

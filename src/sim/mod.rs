@@ -225,6 +225,19 @@ impl<D: Dialect> SimServer<D> {
         }
     }
 
+    /// Runs one turn on `shard` alone: what it posts to other shards waits in the mesh
+    /// until they run (a race between shards, replayed in order).
+    pub fn turn_on(&mut self, shard: usize) {
+        let mut busy = false;
+        let mut io = SimIo {
+            shard: ShardId(shard as u16),
+            mesh: &mut self.mesh,
+            clients: &mut self.clients,
+            busy: &mut busy,
+        };
+        self.cores[shard].turn(&mut io, self.now);
+    }
+
     /// Runs a turn on every shard, in shard order, until no shard has anything left to
     /// send or deliver.
     pub fn run(&mut self) {
