@@ -459,6 +459,135 @@ UPGRADE_SEEDS = {
     "bad_percent": upgrade(3, "/", "ugi=%zz&token=%&=x&&ugi", "null"),
 }
 
+
+# auth: a 64-byte header of claim choices (read by the target's `Input`), then the token
+# text. The secret is derived from the header as the target does, so the tokens below
+# verify under it.
+import base64
+import hashlib
+import hmac as hmac_mod
+
+
+def auth_secret(shape, seed):
+    out = []
+    for i in range(1 + shape % 80):
+        r = i % 64
+        b = (((seed << r) | (seed >> (64 - r))) & 0xFFFFFFFFFFFFFFFF if r else seed) & 0xFF
+        b ^= i & 0xFF
+        out.append(b if shape & 0x80 else 0x20 + b % 95)
+    return bytes(out)
+
+
+def b64u(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=")
+
+
+def rooms_token(secret, claims):
+    first = b64u(js(claims))
+    return first + b"." + b64u(hmac_mod.new(secret, first, hashlib.sha256).digest())
+
+
+def jwt(secret, claims, alg="HS512"):
+    head = b64u(js({"alg": alg, "typ": "JWT"})) + b"." + b64u(js(claims))
+    digest = {"HS512": hashlib.sha512, "HS256": hashlib.sha256}[alg]
+    return head + b"." + b64u(hmac_mod.new(secret, head, digest).digest())
+
+
+AUTH_SEED = 0x0123456789ABCDEF
+AUTH_NOW_MS = 1_700_000_000_000
+
+
+def auth_header(shape=20, flags=3, exp_kind=1, user=4):
+    h = bytes([shape]) + struct.pack("<Q", AUTH_SEED) + bytes([1, 0])  # project "demo"
+    h += struct.pack("<Q", AUTH_NOW_MS) + struct.pack("<H", 7) + bytes([0x21])  # mutation
+    h += struct.pack("<Q", 3_600_000)  # ttl
+    h += bytes([flags]) + struct.pack("<H", 10) + struct.pack("<H", 1000)  # built token
+    h += bytes([1, 0, 1, 2])  # key_id "demo", aud "é"
+    h += bytes([user, 1, 0, 2, user, 1, 3, 4, 0, 4, 1, 3]) + bytes([exp_kind, 2, 0, 0])
+    return h.ljust(64, b"\0")[:64]
+
+
+AUTH_SECRET = auth_secret(20, AUTH_SEED)
+AUTH_CLAIMS = {"project_id": "demo", "issued_at": "2023-11-14T22:13:20Z",
+               "expires_at": "2023-11-14T23:13:20Z"}
+AUTH_SEEDS = {
+    "rooms_token": auth_header() + rooms_token(AUTH_SECRET, AUTH_CLAIMS),
+    "rooms_token_expired": auth_header() + rooms_token(
+        AUTH_SECRET, {**AUTH_CLAIMS, "expires_at": "2023-11-14T22:13:20.000Z"}),
+    "rooms_token_key_id_aud": auth_header(flags=7) + rooms_token(
+        AUTH_SECRET, {**AUTH_CLAIMS, "key_id": "k1", "aud": "rooms"}),
+    "binary_secret": auth_header(shape=0x80 | 70) + rooms_token(
+        auth_secret(0x80 | 70, AUTH_SEED), AUTH_CLAIMS),
+    "jwt_hs512": auth_header(exp_kind=2) + jwt(
+        AUTH_SECRET, {"ulid": "01HXYZ", "username": "Ann", "exp": AUTH_NOW_MS // 1000 + 60}),
+    "jwt_hs256": auth_header(user=2) + jwt(
+        AUTH_SECRET, {"sub": "s", "exp": AUTH_NOW_MS // 1000 + 60}, "HS256"),
+    "jwt_none": auth_header() + b64u(b'{"alg":"none"}') + b"." + b64u(b'{"sub":"s"}') + b".",
+    "not_utf8": auth_header(shape=0x80) + b"\xff\xfe." + b"\xc3(",
+    "empty": b"",
+}
+
+# http_handoff: byte 0 the mode (bit 0 a built upgrade, bit 1 bare LF, bit 2 `?` with an
+# empty query, bit 3 padding), bytes 1-8 the piece sizes, then the bytes or the parts.
+def ws_frame(opcode, payload, mask=b"\x11\x22\x33\x44"):
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack(">Q", n)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def ws_upgrade(path="/rooms?x=1", eol=b"\r\n"):
+    lines = [b"GET " + path.encode() + b" HTTP/1.1", b"Host: a", b"Upgrade: websocket",
+             b"Connection: Upgrade", b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+             b"Sec-WebSocket-Version: 13"]
+    return eol.join(lines) + eol + eol
+
+
+def handoff_built(mode, parts):
+    return bytes([mode | 1]) + bytes([0, 3, 17, 255, 1, 64, 9, 128]) + parts
+
+
+HANDOFF_SEEDS = {
+    "upgrade_pipelined": b"\x00" + bytes([0, 3, 17, 255, 1, 64, 9, 128])
+    + ws_upgrade() + ws_frame(1, js(JOIN)) + ws_frame(2, b"\x00\x01\x02"),
+    "upgrade_one_byte_pieces": b"\x00" + bytes(8) + ws_upgrade() + ws_frame(1, b"hi"),
+    "upgrade_big_pipelined": b"\x00" + bytes([255] * 8) + ws_upgrade()
+    + ws_frame(2, b"z" * 9000),
+    "healthz": b"\x00" + bytes([5] * 8) + b"GET /healthz HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+    "head_too_long": b"\x00" + bytes([200] * 8) + b"GET / HTTP/1.1\r\nX-Big: "
+    + b"a" * 9000 + b"\r\n\r\n",
+    # path "/ab", query "q=1", key bytes, case 5, two extra headers, no turn, two frames.
+    "built_upgrade": handoff_built(0, b"\x02ab\x03q=1" + bytes(range(16)) + b"\x05\x02"
+                                   + b"\x03abc\x02xy\x01Z\x01\x01" + b"\x02"
+                                   + b"\x00\x02\x03abc\x01\x02\x03\x04"
+                                   + b"\x01\x1f\x02hi\x05\x06\x07\x08"),
+    "built_upgrade_lf": handoff_built(2, b"\x00\x00" + bytes(16) + b"\x00\x00\x00"
+                                      + b"\x01\x00\x05\x01Z\x01\x02\x03\x04"),
+    "built_upgrade_padded": handoff_built(8, b"\x00\x00" + bytes(16) + b"\x00\x00\x00"
+                                          + struct.pack("<H", 8300) + b"\x00"),
+}
+
+# recover: byte 0 picks the codec (bit 0) and key (bits 1-2: rid, id, "", text), then the
+# document's members (as the target's `Input` reads them), or any bytes.
+RECOVER_SEEDS = {
+    "json_broken_rid": b"\x00" + br'{"v":1,"p":{"rid":"inner"},"rid":"outer","t":"room.list","x":[1,2,}',
+    "json_escaped_before": b"\x00" + br'{"a":"x\",\"rid\":\"evil","rid":"good",!',
+    "json_doc": b"\x00" + js(JOIN),
+    "mp_doc": b"\x01" + mp(JOIN),
+    "mp_fixext_then_rid": b"\x01" + bytes([0x84, 0xa1, 0x76, 0x01, 0xa1, 0x70, 0xd4, 0x05, 0x00,
+                                           0xa3, 0x72, 0x69, 0x64, 0xa2, 0x72, 0x32, 0xa1, 0x74,
+                                           0xdb, 0xff]),
+    "mp_huge_map": b"\x01\xdf\xff\xff\xff\xff",
+    "deep": b"\x00" + b"{" + b"[" * 200,
+    # built: three members, the first the key with a string (tag 6: a table string).
+    "built_members": b"\x02\x03\x00\x06\x01\x01\x08\x03abc\x02\x05zz\x0a\x02\x00\x06\x01",
+}
+
 TARGETS = {
     "msgpack_decode": MSGPACK_SEEDS,
     "json_decode": CODEC_SEEDS,
@@ -474,6 +603,9 @@ TARGETS = {
     "peerjs_frames": PJ_SEEDS,
     "pairkit_messages": PK_SEEDS,
     "upgrade_query": UPGRADE_SEEDS,
+    "auth": AUTH_SEEDS,
+    "http_handoff": HANDOFF_SEEDS,
+    "recover": RECOVER_SEEDS,
 }
 
 for target, seeds in TARGETS.items():

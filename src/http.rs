@@ -6,6 +6,8 @@
 use tungstenite::handshake::server::create_response;
 use tungstenite::http;
 
+use crate::limits::HTTP_HEAD_BYTES_MAX;
+
 /// What a complete request head asks for.
 #[derive(Debug)]
 pub enum Request {
@@ -35,12 +37,23 @@ pub enum Request {
     },
 }
 
-/// Parses a request head. `Ok(None)`: incomplete, read more.
+/// Parses a request head, the bytes read so far on a new connection. `Ok(None)`:
+/// incomplete, read more (never once `buf` is over [`HTTP_HEAD_BYTES_MAX`]).
+///
+/// Only the first `HTTP_HEAD_BYTES_MAX + 1` bytes are parsed, so the answer is the same
+/// however the bytes came: a head longer than the bound is 431 whether it came in pieces
+/// (incomplete at the bound) or whole in one read, and whatever follows it (WebSocket
+/// bytes pipelined after a head within the bound cannot turn it into a 431).
 pub fn parse(buf: &[u8], metrics: impl FnOnce() -> String) -> Result<Option<Request>, Vec<u8>> {
+    let window = &buf[..buf.len().min(HTTP_HEAD_BYTES_MAX + 1)];
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut headers);
-    let head_len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
+    let head_len = match req.parse(window) {
+        Ok(httparse::Status::Complete(n)) if n <= HTTP_HEAD_BYTES_MAX => n,
+        Ok(httparse::Status::Complete(_)) => return Err(head_too_large()),
+        Ok(httparse::Status::Partial) if buf.len() > HTTP_HEAD_BYTES_MAX => {
+            return Err(head_too_large())
+        }
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(reply(400, "Bad Request", "text/plain", b"bad request\n")),
     };
@@ -123,6 +136,16 @@ pub fn accept(request: &http::Request<()>) -> Result<Vec<u8>, Vec<u8>> {
     Ok(out)
 }
 
+/// The 431 of a head over [`HTTP_HEAD_BYTES_MAX`].
+fn head_too_large() -> Vec<u8> {
+    reply(
+        431,
+        "Request Header Fields Too Large",
+        "text/plain",
+        b"head too large\n",
+    )
+}
+
 /// The 404 of a path nobody serves.
 pub fn not_found() -> Vec<u8> {
     reply(404, "Not Found", "text/plain", b"not found\n")
@@ -200,6 +223,28 @@ mod tests {
             }
             other => panic!("another path is the dialects' to serve: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_head_within_the_bound_is_answered_whatever_follows_it() {
+        // Bare LF line ends (httparse takes them), then WebSocket bytes past the bound in
+        // the same read: an upgrade, as when the frames come in a later read.
+        let head = b"GET /rooms HTTP/1.1\nUpgrade: websocket\n\n";
+        let mut buf = head.to_vec();
+        buf.resize(HTTP_HEAD_BYTES_MAX + 100, b'z');
+        for bytes in [&head[..], &buf[..]] {
+            match parse(bytes, String::new) {
+                Ok(Some(Request::Upgrade { head_len, .. })) => assert_eq!(head_len, head.len()),
+                other => panic!("an upgrade: {other:?}"),
+            }
+        }
+        let mut long = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
+        long.resize(HTTP_HEAD_BYTES_MAX + 1, b'a');
+        assert!(matches!(parse(&long, String::new), Err(r) if r.starts_with(b"HTTP/1.1 431")));
+        assert!(matches!(
+            parse(&long[..HTTP_HEAD_BYTES_MAX], String::new),
+            Ok(None)
+        ));
     }
 
     #[test]

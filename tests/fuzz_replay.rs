@@ -103,13 +103,16 @@ macro_rules! replay_tests {
 }
 
 replay_tests!(
+    auth,
     cloudlink_frames,
+    http_handoff,
     http_parse,
     json_decode,
     json_tape_message,
     msgpack_decode,
     pairkit_messages,
     peerjs_frames,
+    recover,
     rooms_envelope,
     sim_session,
     state_ops,

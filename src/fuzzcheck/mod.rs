@@ -11,26 +11,32 @@
 
 pub mod input;
 
+mod auth;
 mod cloudlink_frames;
+mod http_handoff;
 mod http_parse;
 mod json_decode;
 mod json_tape_message;
 mod msgpack_decode;
 mod pairkit_messages;
 mod peerjs_frames;
+mod recover;
 mod rooms_envelope;
 mod sim_session;
 mod state_ops;
 mod upgrade_query;
 mod ws_frame_parse;
 
+pub use auth::check_auth;
 pub use cloudlink_frames::check_cloudlink_frames;
+pub use http_handoff::check_http_handoff;
 pub use http_parse::check_http_parse;
 pub use json_decode::check_json_decode;
 pub use json_tape_message::check_json_tape_message;
 pub use msgpack_decode::check_msgpack_decode;
 pub use pairkit_messages::check_pairkit_messages;
 pub use peerjs_frames::check_peerjs_frames;
+pub use recover::check_recover;
 pub use rooms_envelope::check_rooms_envelope;
 pub use sim_session::check_sim_session;
 pub use state_ops::check_state_ops;
@@ -43,13 +49,16 @@ pub type Check = fn(&[u8]);
 /// Every fuzz target by its name in `fuzz/Cargo.toml` (and its folders under `fuzz/seeds/`
 /// and `fuzz/regressions/`), with its check.
 pub const TARGETS: &[(&str, Check)] = &[
+    ("auth", check_auth),
     ("cloudlink_frames", check_cloudlink_frames),
+    ("http_handoff", check_http_handoff),
     ("http_parse", check_http_parse),
     ("json_decode", check_json_decode),
     ("json_tape_message", check_json_tape_message),
     ("msgpack_decode", check_msgpack_decode),
     ("pairkit_messages", check_pairkit_messages),
     ("peerjs_frames", check_peerjs_frames),
+    ("recover", check_recover),
     ("rooms_envelope", check_rooms_envelope),
     ("sim_session", check_sim_session),
     ("state_ops", check_state_ops),

@@ -112,29 +112,8 @@ impl<D: Dialect> Reactor<D> {
                 break;
             }
         }
-        // A head longer than the bound is refused whether it came in pieces (incomplete at
-        // the bound) or whole in one read.
-        let head_max = crate::limits::HTTP_HEAD_BYTES_MAX;
-        let too_long = buf.len() > head_max
-            && buf
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .is_none_or(|end| end + 4 > head_max);
-        let parsed = if too_long {
-            Ok(None)
-        } else {
-            http::parse(buf, || crate::metrics::render(&all_metrics))
-        };
+        let parsed = http::parse(buf, || crate::metrics::render(&all_metrics));
         let upgrade = match parsed {
-            Ok(None) if buf.len() > head_max => {
-                let r = http::reply(
-                    431,
-                    "Request Header Fields Too Large",
-                    "text/plain",
-                    b"head too large\n",
-                );
-                return self.start_reply(core, t, r, now);
-            }
             Ok(None) => return,
             Err(reply) => return self.start_reply(core, t, reply, now),
             Ok(Some(http::Request::Reply(reply))) => return self.start_reply(core, t, reply, now),
