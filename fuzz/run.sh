@@ -88,7 +88,7 @@ summary=()
 for t in "${targets[@]}"; do
   echo "== $t: ${seconds} s"
   mkdir -p "corpus/$t" "artifacts/$t"
-  args=(-max_total_time="$seconds" -timeout=10 -print_final_stats=1)
+  args=(-max_total_time="$seconds" -timeout=60 -print_final_stats=1)
   dict=$(dict_of "$t")
   [ -n "$dict" ] && args+=(-dict="$dict")
   seeds=()
