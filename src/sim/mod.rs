@@ -62,6 +62,8 @@ pub struct SimServer<D: Dialect> {
     clients: HashMap<ClientId, Client>,
     next_client: ClientId,
     mesh: InFlight<D>,
+    /// Decodes the frames clients receive (one for all: a decoder's buffers are reused).
+    decoder: codec::Decoder,
 }
 
 impl<D: Dialect> SimServer<D> {
@@ -84,6 +86,7 @@ impl<D: Dialect> SimServer<D> {
             clients: HashMap::new(),
             next_client: 1,
             mesh: VecDeque::new(),
+            decoder: codec::Decoder::default(),
         }
     }
 
@@ -248,6 +251,7 @@ impl<D: Dialect> SimServer<D> {
                     shard: ShardId(i as u16),
                     mesh: &mut self.mesh,
                     clients: &mut self.clients,
+                    decoder: &mut self.decoder,
                     busy: &mut busy,
                 };
                 self.cores[i].turn(&mut io, self.now);
@@ -311,16 +315,22 @@ struct SimIo<'a, D: Dialect> {
     shard: ShardId,
     mesh: &'a mut InFlight<D>,
     clients: &'a mut HashMap<ClientId, Client>,
+    decoder: &'a mut codec::Decoder,
     /// Set when a message was delivered or sent: another round of turns is due.
     busy: &'a mut bool,
 }
 
 impl<D: Dialect> Driver<D> for SimIo<'_, D> {
+    /// Takes this shard's messages out of the queue in order; the others stay, in order.
     fn receive_mesh(&mut self, core: &mut ShardCore<D>, now: u64) {
-        let mut others = VecDeque::new();
-        while let Some((from, to, msg)) = self.mesh.pop_front() {
+        // The core's handlers post nothing (posts leave when it drains its outputs, later
+        // in the turn), so one pass over the queue sees every message this shard has.
+        for _ in 0..self.mesh.len() {
+            let Some((from, to, msg)) = self.mesh.pop_front() else {
+                break;
+            };
             if to != self.shard {
-                others.push_back((from, to, msg));
+                self.mesh.push_back((from, to, msg));
                 continue;
             }
             *self.busy = true;
@@ -337,7 +347,6 @@ impl<D: Dialect> Driver<D> for SimIo<'_, D> {
                 other => core.handle_mesh(from, other, now),
             }
         }
-        *self.mesh = others;
     }
 
     /// Clients here send explicitly: nothing waits unread in a connection.
@@ -400,7 +409,7 @@ impl<D: Dialect> SimIo<'_, D> {
             let frame = match op {
                 0x1 if client.raw => Received::Text(String::from_utf8_lossy(payload).into()),
                 0x2 if client.raw => Received::Binary(payload.to_vec()),
-                _ => received(op, payload),
+                _ => received(self.decoder, op, payload),
             };
             client.inbox.push_back(frame);
         }
@@ -412,7 +421,7 @@ impl<D: Dialect> SimIo<'_, D> {
 }
 
 /// A server frame as a client sees it.
-fn received(op: u8, payload: &[u8]) -> Received {
+fn received(decoder: &mut codec::Decoder, op: u8, payload: &[u8]) -> Received {
     match op {
         0x1 | 0x2 => {
             let codec = if op == 0x1 {
@@ -421,7 +430,6 @@ fn received(op: u8, payload: &[u8]) -> Received {
                 Codec::Msgpack
             };
             let mut bytes = payload.to_vec();
-            let mut decoder = codec::Decoder::default();
             let decoded = decoder
                 .decode(codec, &mut bytes)
                 .map(|value| codec::to_json(&value));
