@@ -91,6 +91,50 @@ MSGPACK_SEEDS = {
     **{f"huge_{i}.mp": h for i, h in enumerate(HUGE)},
 }
 
+# The differential edges (src/fuzzcheck/json_decode.rs, msgpack_decode.rs): where huddle's
+# decoders and serde_json / rmpv could part ways.
+JSON_DIFF_SEEDS = {
+    "diff_numbers.json": b"[-0,-0.0,0.1,1e21,1e-7,5e-324,2.2250738585072011e-308,1.7976931348623157e308,"
+                         b"9007199254740993,-9223372036854775809,18446744073709551616,100000000000000000000,"
+                         b"1E+2,1e-400,0.30000000000000004,123456789012345678901234567890e-10]",
+    "diff_too_big.json": b"[1e400]",
+    "diff_repeated_keys.json": b'{"a":1,"b":2,"a":3,"c":{"x":1,"x":{"y":[1]}}}',
+    "diff_repeated_wide.json": ("{" + ",".join(f'"k{i}":{i}' for i in range(40)) + ',"k0":"last"}').encode(),
+    "diff_surrogates.json": rb'["\ud83d\ude00","\uD834\uDD1E","\u0000","\u001f\/"]',
+    "diff_lone_surrogate.json": rb'["\ud800"]',
+    "diff_lone_low.json": rb'"\udc00x"',
+    "diff_scalar.json": b" \t\r\n 42 \n",
+    "diff_trailing.json": b'{"a":1} {"b":2}',
+    "diff_control.json": b'["a\x01b"]',
+    "diff_depth_64.json": b"[" * 64 + b"]" * 64,
+    "diff_depth_65.json": b"[" * 65 + b"]" * 65,
+    "diff_depth_200.json": b'{"a":' * 200 + b"1" + b"}" * 200,
+    "diff_literals.json": b"[true,false,null,tru]",
+    "diff_unicode_keys.json": '{"\u00e9":1,"e\u0301":2,"\U0001F600":3,"\uffff":4,"\\u00e9":5}'.encode(),
+    "diff_leading_zero.json": b"[01]",
+    "diff_bom.json": b"\xef\xbb\xbf{}",
+}
+MSGPACK_DIFF_SEEDS = {
+    "diff_reserved.mp": b"\x92\x01\xc1",
+    "diff_ext8_undefined.mp": b"\x91\xc7\x01\x00\x00",
+    "diff_fixext_other.mp": b"\x91\xd4\x05\x00",
+    "diff_ext_timestamp.mp": b"\xd6\xff" + struct.pack(">I", 1),
+    "diff_undefined_top.mp": b"\xd4\x00\x00",
+    "diff_repeated_keys.mp": b"\x83" + mp("a") + mp(1) + mp("a") + mp(2) + mp("b") + b"\xd4\x00\x00",
+    "diff_undefined_after.mp": b"\x82" + mp("a") + mp(1) + mp("a") + b"\xd4\x00\x00",
+    "diff_int_key.mp": b"\x81\x01\x02",
+    "diff_bad_utf8.mp": b"\xa2\xff\xfe",
+    "diff_trailing.mp": b"\xc0\xc0",
+    "diff_widths.mp": b"\x96\xcc\xff\xcd\xff\xff\xd0\x80\xd1\x80\x00\xcf" + b"\xff" * 8 + b"\xd3\x80" + b"\x00" * 7,
+    "diff_float_edges.mp": b"\x94\xca\x7f\xc0\x00\x01\xcb" + struct.pack(">d", -0.0) + b"\xca" + struct.pack(">f", float("inf"))
+                          + b"\xcb\x00\x00\x00\x00\x00\x00\x00\x01",
+    "diff_str_widths.mp": b"\x93\xd9\x01a\xda\x00\x01b\xdb\x00\x00\x00\x01c",
+    "diff_bin.mp": b"\x92\xc5\x00\x02\xff\x00\xc6\x00\x00\x00\x00",
+    "diff_depth_64.mp": b"\x91" * 63 + b"\x80",
+    "diff_depth_65.mp": b"\x91" * 64 + b"\x80",
+    "diff_map32.mp": b"\xdf\x00\x00\x00\x01" + mp("k") + b"\xdc\x00\x01\xc3",
+}
+
 
 def record(ctl, payload=b"", length=None):
     """One sim_session record."""
@@ -589,8 +633,8 @@ RECOVER_SEEDS = {
 }
 
 TARGETS = {
-    "msgpack_decode": MSGPACK_SEEDS,
-    "json_decode": CODEC_SEEDS,
+    "msgpack_decode": {**MSGPACK_SEEDS, **MSGPACK_DIFF_SEEDS},
+    "json_decode": {**CODEC_SEEDS, **JSON_DIFF_SEEDS},
     "rooms_envelope": {**{"json_" + k: b"\x00" + v for k, v in CODEC_SEEDS.items()},
                        **{"mp_" + k: b"\x01" + v for k, v in MSGPACK_SEEDS.items()},
                        "json_bytes": b"\x00" + js(BYTES), "json_list": b"\x00" + js(LIST),

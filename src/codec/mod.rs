@@ -284,6 +284,21 @@ mod tests {
     }
 
     #[test]
+    fn integers_beyond_u64_read_as_the_nearest_float() {
+        // JavaScript prints 1e20 as 100000000000000000000 (past u64::MAX); JSON.parse and
+        // serde_json read such integers as the nearest f64, and so must we (simd-json's
+        // big-int-as-float; found by the json_decode differential check against serde_json).
+        let mut d = Decoder::default();
+        let mut bytes =
+            b"[100000000000000000000,-9223372036854775809,18446744073709551615]".to_vec();
+        let v = d.decode(Codec::Json, &mut bytes).unwrap();
+        assert_eq!(
+            to_json(&v),
+            serde_json::json!([1e20, -9_223_372_036_854_775_809.0, u64::MAX])
+        );
+    }
+
+    #[test]
     fn integral_floats_count_as_integers() {
         assert_eq!(as_i64(&Value::Static(StaticNode::F64(4.0))), Some(4));
         assert_eq!(as_i64(&Value::Static(StaticNode::F64(4.5))), None);

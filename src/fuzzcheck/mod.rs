@@ -39,7 +39,7 @@ pub use peerjs_frames::check_peerjs_frames;
 pub use recover::check_recover;
 pub use rooms_envelope::check_rooms_envelope;
 pub use sim_session::check_sim_session;
-pub use state_ops::check_state_ops;
+pub use state_ops::{check_state_ops, state_after_ops};
 pub use upgrade_query::check_upgrade_query;
 pub use ws_frame_parse::check_ws_frame_parse;
 

@@ -37,6 +37,12 @@ fn path(spec: u8, raw: &[u8]) -> String {
 /// The `state_ops` fuzz target's properties on one input (the module's documentation lists
 /// them): panics on the first one violated.
 pub fn check_state_ops(data: &[u8]) {
+    state_after_ops(data);
+}
+
+/// Applies an input's ops to an empty state, checking each as [`check_state_ops`] does, and
+/// returns the state they leave (the state checksum vectors start from these).
+pub fn state_after_ops(data: &[u8]) -> Value {
     let mut state = json!({});
     let mut rest = data;
     while let [op, spec, tail @ ..] = rest {
@@ -59,4 +65,5 @@ pub fn check_state_ops(data: &[u8]) {
         }
         assert!(state.is_object(), "the root stays an object after {op:?}");
     }
+    state
 }

@@ -3,6 +3,11 @@
 // CRC-32 by a small table implementation.
 // Usage: node tests/vectors/check.mjs   (exit 1 on any mismatch)
 //
+// Two files are checked: state_vectors.json against state_vectors.expected.json (by name),
+// and state_vectors.generated.json, whose entries carry their state with Rust's canonical
+// form and CRC (the states state_ops fuzz seeds leave, edge states, seeded random states;
+// tests/sim/vectors.rs writes it and checks Rust still reproduces it).
+//
 // Why not JSON.stringify of a key-sorted copy: JavaScript objects always iterate
 // integer-like keys ("9", "10") first, in numeric order, whatever order they were inserted
 // in, so {"10":…,"9":…} cannot be written in JCS order that way. Clients that compute the
@@ -37,10 +42,11 @@ function crc32(bytes) {
 }
 
 let failures = 0;
-for (const { name, state } of states) {
-  const want = expected.find((e) => e.name === name);
+let checked = 0;
+function check(name, state, want) {
   const text = canonical(state);
   const crc = crc32(new TextEncoder().encode(text));
+  checked++;
   if (!want) {
     console.log(`FAIL ${name}: no expected entry`);
     failures++;
@@ -51,9 +57,19 @@ for (const { name, state } of states) {
     console.log(`ok ${name} ${crc}`);
   }
 }
+
+for (const { name, state } of states) {
+  check(name, state, expected.find((e) => e.name === name));
+}
 if (expected.length !== states.length) {
   console.log(`FAIL: ${states.length} states but ${expected.length} expected entries`);
   failures++;
 }
-console.log(`${states.length - failures} passed, ${failures} failed`);
+const generated = JSON.parse(readFileSync(join(here, "state_vectors.generated.json"), "utf8"));
+if (generated.length === 0) {
+  console.log("FAIL: state_vectors.generated.json has no entries");
+  failures++;
+}
+for (const entry of generated) check(entry.name, entry.state, entry);
+console.log(`${checked - failures} passed, ${failures} failed`);
 process.exit(failures ? 1 : 0);
