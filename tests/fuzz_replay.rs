@@ -105,6 +105,7 @@ macro_rules! replay_tests {
 replay_tests!(
     cloudlink_frames,
     http_parse,
+    inbound,
     json_decode,
     json_tape_message,
     msgpack_decode,

@@ -13,6 +13,7 @@ pub mod input;
 
 mod cloudlink_frames;
 mod http_parse;
+mod inbound;
 mod json_decode;
 mod json_tape_message;
 mod msgpack_decode;
@@ -26,6 +27,7 @@ mod ws_frame_parse;
 
 pub use cloudlink_frames::check_cloudlink_frames;
 pub use http_parse::check_http_parse;
+pub use inbound::check_inbound;
 pub use json_decode::check_json_decode;
 pub use json_tape_message::check_json_tape_message;
 pub use msgpack_decode::check_msgpack_decode;
@@ -45,6 +47,7 @@ pub type Check = fn(&[u8]);
 pub const TARGETS: &[(&str, Check)] = &[
     ("cloudlink_frames", check_cloudlink_frames),
     ("http_parse", check_http_parse),
+    ("inbound", check_inbound),
     ("json_decode", check_json_decode),
     ("json_tape_message", check_json_tape_message),
     ("msgpack_decode", check_msgpack_decode),
