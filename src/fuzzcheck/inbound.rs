@@ -27,7 +27,7 @@
 //! Script records: `[kind][len][len bytes]`, each becoming frames (masked with a key made
 //! from the record) by `kind % 8`: 0 a text message (the bytes as lossy UTF-8); 1 a binary
 //! message; 2 a binary and 7 a text message in `(kind >> 3) % 4 + 2` fragments, a ping
-//! after the first when `kind & 0x80`; 3 a ping (up to 125 bytes); 4 a pong; 5 a breach,
+//! after the first when `kind & 0x80`; 3 a ping and 4 a pong (up to 125 bytes each); 5 a breach,
 //! `(kind >> 3) % 10` choosing which (see [`breach`]); 6 a close frame, code 1000.
 
 use std::io::{self, Read};
@@ -295,7 +295,10 @@ fn script(mut body: &[u8], limit: usize) -> Script {
                 let ping = bytes.get(..125).unwrap_or(bytes);
                 s.push(whole(0x89, ping, mask), Some(Received::Binary(vec![0xA])));
             }
-            4 => s.push(whole(0x8A, bytes, mask), None),
+            4 => {
+                let pong = bytes.get(..125).unwrap_or(bytes);
+                s.push(whole(0x8A, pong, mask), None);
+            }
             5 => {
                 let (bytes, code) = breach(kind >> 3, bytes, mask, limit);
                 s.end(bytes, code);
