@@ -28,7 +28,8 @@
 //! from the record) by `kind % 8`: 0 a text message (the bytes as lossy UTF-8); 1 a binary
 //! message; 2 a binary and 7 a text message in `(kind >> 3) % 4 + 2` fragments, a ping
 //! after the first when `kind & 0x80`; 3 a ping and 4 a pong (up to 125 bytes each); 5 a breach,
-//! `(kind >> 3) % 10` choosing which (see [`breach`]); 6 a close frame, code 1000.
+//! `(kind >> 3) % 10` choosing which (see [`breach`]); 6 a close frame, code 1000 (the record's printable ASCII, up to 100 bytes, as its
+//! reason).
 
 use std::io::{self, Read};
 
@@ -305,7 +306,8 @@ fn script(mut body: &[u8], limit: usize) -> Script {
             }
             _ => {
                 let mut close = 1000u16.to_be_bytes().to_vec();
-                close.extend(String::from_utf8_lossy(bytes.get(..100).unwrap_or(bytes)).bytes());
+                // A close frame is a control frame: its reason stays within 123 bytes.
+                close.extend(bytes.iter().filter(|b| b.is_ascii_graphic()).take(100));
                 s.end(whole(0x88, &close, mask), 1000);
             }
         }
