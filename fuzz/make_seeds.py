@@ -145,7 +145,9 @@ def session(setup, *records):
     return bytes([setup]) + b"".join(records)
 
 
-A, B, CLOCK, RECONNECT = 0, 1, 2, 3
+A, B, CLOCK, RECONNECT, ECHO, D_SEQ, C_SEQ, RPC = range(8)
+RPC_C = 8  # with RPC: C asks rather than D
+RPC_KINDS = [0x00, 0x10, 0x20, 0x30]  # with RPC: room.list, join again, unknown type, leave elsewhere
 SIM_SEEDS = {
     "echo_json": session(0, record(A, js(HELLO)), record(A, js(JOIN)), record(A, js(MESSAGE)), record(B, js(MESSAGE)),
                          record(A, js(RELAY)), record(A, js(LEAVE))),
@@ -157,12 +159,22 @@ SIM_SEEDS = {
     "state_room": session(0b100, record(A, js(HELLO)), record(A, js(JOIN_T)), record(A, js(SET)), record(CLOCK, length=150),
                           record(A, js(DEL)), record(A, js(ACK)), record(B, js(JOIN_T)), record(B, js(SET)),
                           record(CLOCK, length=20_000), record(A, js({"v": 1, "t": "state.resync", "room": "t"}))),
-    "reconnect": session(0, record(A, js(HELLO)), record(A, js(JOIN)), record(RECONNECT | 4), record(A, js(HELLO)),
+    "reconnect": session(0, record(A, js(HELLO)), record(A, js(JOIN)), record(RECONNECT | 8), record(A, js(HELLO)),
                          record(A, js(JOIN)), record(A, js(MESSAGE)), record(CLOCK, length=6_000)),
     "hostile": session(1, record(A, js(HELLO)), record(A, DEEP_JSON), record(A, b"\xdd\xff\xff\xff\xff"),
                        record(A, js({"v": 2, "t": "x", "rid": "9"})), record(B, HUGE[1]), record(B, DEEP_MP),
                        record(A, js({"v": 1, "t": "nope", "rid": "r"})), record(A, b"{\"v\":1,")),
     "no_handshake": session(0, record(A, js(MESSAGE)), record(CLOCK, length=6_000)),
+    # C (room s) and D (room r) on either shard: sequenced messages, RPCs of each kind, and
+    # A joining s so that C's messages have a receiver besides the room.
+    "sequenced_rpcs": session(0b010000, record(A, js(HELLO)), record(A, js({**JOIN, "room": "s"})),
+                              record(D_SEQ), record(C_SEQ), record(D_SEQ), record(B, js(MESSAGE)), record(C_SEQ),
+                              *[record(RPC | k) for k in RPC_KINDS], *[record(RPC | RPC_C | k) for k in RPC_KINDS],
+                              record(D_SEQ), record(CLOCK, length=500), record(D_SEQ), record(C_SEQ)),
+    "sequenced_remote": session(0b101011, record(A, js(HELLO)), record(A, js(JOIN)), *[record(D_SEQ)] * 5,
+                                record(RECONNECT | 8), record(A, js(HELLO)), record(A, js(JOIN)),
+                                *[record(D_SEQ), record(C_SEQ), record(RPC | 0x10)] * 3, record(B, js(LEAVE)),
+                                record(D_SEQ), record(RPC | RPC_C)),
 }
 
 HTTP_SEEDS = {
@@ -631,6 +643,41 @@ RECOVER_SEEDS = {
     # built: three members, the first the key with a string (tag 6: a table string).
     "built_members": b"\x02\x03\x00\x06\x01\x01\x08\x03abc\x02\x05zz\x0a\x02\x00\x06\x01",
 }
+def ib_rec(kind, payload=b""):
+    """One inbound script record."""
+    return bytes([kind, len(payload)]) + payload
+
+
+def inbound(setup, sizes, *records):
+    """An inbound input: setup, chunk sizes, then the body."""
+    return bytes([setup, len(sizes)]) + bytes(sizes) + b"".join(records)
+
+
+IB_TEXT, IB_BIN, IB_FRAG_BIN, IB_PING, IB_PONG, IB_BREACH, IB_CLOSE, IB_FRAG_TEXT = range(8)
+IB_MESSAGES = [ib_rec(IB_TEXT, b"hello"), ib_rec(IB_BIN, bytes(range(40))),
+               ib_rec(IB_FRAG_BIN | (2 << 3) | 0x80, bytes(range(100))), ib_rec(IB_PING, b"p"),
+               ib_rec(IB_PONG, b"q"), ib_rec(IB_FRAG_TEXT | (1 << 3), "h\u00e9llo w\u00f6rld \u540d\u524d".encode()),
+               ib_rec(IB_TEXT, b""), ib_rec(IB_BIN, b"\xff" * 200)]
+INBOUND_SEEDS = {
+    "echo_one_chunk": inbound(0, [], *IB_MESSAGES),
+    "echo_byte_by_byte": inbound(0, [0], *IB_MESSAGES),
+    "echo_mixed_chunks": inbound(0, [2, 0, 191, 7, 192], *IB_MESSAGES),
+    "echo_with_head": inbound(8, [20, 1], *IB_MESSAGES),
+    "echo_client_close": inbound(0, [5], *IB_MESSAGES[:2], ib_rec(IB_CLOSE, b"bye"), *IB_MESSAGES[2:]),
+    "rooms": inbound(1, [3, 60], ib_rec(IB_TEXT, js(HELLO)), ib_rec(IB_TEXT, js(JOIN)),
+                     ib_rec(IB_FRAG_TEXT | (3 << 3), js(MESSAGE)), ib_rec(IB_BREACH | (9 << 3), b"x")),
+    "cloudlink": inbound(2, [], ib_rec(IB_TEXT, b'{"cmd":"handshake","val":{"language":"Scratch"}}'),
+                         ib_rec(IB_BREACH, b"{}")),
+    "pairkit": inbound(3, [9], ib_rec(IB_TEXT, b'{"t":"hello"}'), ib_rec(IB_PING, b""),
+                       ib_rec(IB_BREACH | (7 << 3), b"")),
+    "raw_garbage": inbound(4, [3], b"\x81\x05hello\x89\x80\x00\x00\x00\x00\xff\xff\xff"),
+    "raw_rooms_masked": inbound(5, [], bytes([0x81, 0x82, 1, 2, 3, 4, ord("{") ^ 1, ord("}") ^ 2])),
+}
+for which in range(10):
+    for setup in (0, 1):
+        INBOUND_SEEDS["breach_%d_%s" % (which, ("echo", "rooms")[setup])] = inbound(
+            setup, [which * 17 % 192], *IB_MESSAGES[:3], ib_rec(IB_BREACH | (which << 3), b"after"),
+            *IB_MESSAGES[3:])
 
 TARGETS = {
     "msgpack_decode": {**MSGPACK_SEEDS, **MSGPACK_DIFF_SEEDS},
@@ -650,6 +697,7 @@ TARGETS = {
     "auth": AUTH_SEEDS,
     "http_handoff": HANDOFF_SEEDS,
     "recover": RECOVER_SEEDS,
+    "inbound": INBOUND_SEEDS,
 }
 
 for target, seeds in TARGETS.items():

@@ -107,6 +107,7 @@ replay_tests!(
     cloudlink_frames,
     http_handoff,
     http_parse,
+    inbound,
     json_decode,
     json_tape_message,
     msgpack_decode,

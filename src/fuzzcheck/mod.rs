@@ -15,6 +15,7 @@ mod auth;
 mod cloudlink_frames;
 mod http_handoff;
 mod http_parse;
+mod inbound;
 mod json_decode;
 mod json_tape_message;
 mod msgpack_decode;
@@ -31,6 +32,7 @@ pub use auth::check_auth;
 pub use cloudlink_frames::check_cloudlink_frames;
 pub use http_handoff::check_http_handoff;
 pub use http_parse::check_http_parse;
+pub use inbound::check_inbound;
 pub use json_decode::check_json_decode;
 pub use json_tape_message::check_json_tape_message;
 pub use msgpack_decode::check_msgpack_decode;
@@ -53,6 +55,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("cloudlink_frames", check_cloudlink_frames),
     ("http_handoff", check_http_handoff),
     ("http_parse", check_http_parse),
+    ("inbound", check_inbound),
     ("json_decode", check_json_decode),
     ("json_tape_message", check_json_tape_message),
     ("msgpack_decode", check_msgpack_decode),

@@ -8,10 +8,10 @@ use std::net::Shutdown;
 use std::sync::atomic::Ordering;
 
 use mio::{Interest, Token};
-use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 
-use super::conn::{Carry, Conn, ConnState};
-use super::{Reactor, ACCEPT_PAUSE_MS, READ_BUFFER_BYTES, READ_CHUNK_BYTES, REFUSING_MAX};
+use super::conn::{Conn, ConnState};
+use super::inbound::{self, Carry};
+use super::{Reactor, ACCEPT_PAUSE_MS, READ_CHUNK_BYTES, REFUSING_MAX};
 use crate::core::{Dialect, ShardCore, Upgrade};
 use crate::http;
 use crate::metrics::ShardMetrics;
@@ -155,19 +155,7 @@ impl<D: Dialect> Reactor<D> {
             }
         };
         let (routed, response, rest) = upgrade;
-        let mut ws_config = WebSocketConfig::default();
-        // tungstenite keeps this much per connection even when idle; a game message with
-        // its envelope fits in one read, and bigger frames reserve their own length.
-        ws_config.read_buffer_size = READ_BUFFER_BYTES;
-        ws_config.write_buffer_size = 0;
-        ws_config.max_write_buffer_size = 64 * 1024;
-        ws_config.max_message_size = Some(routed.message_bytes_max);
-        ws_config.max_frame_size = Some(routed.message_bytes_max);
-        let ctx = Box::new(WebSocketContext::from_partially_read(
-            rest,
-            Role::Server,
-            Some(ws_config),
-        ));
+        let ctx = inbound::context(rest, routed.message_bytes_max);
         let conn = &mut self.conns[t];
         conn.state = ConnState::Ws {
             ctx,

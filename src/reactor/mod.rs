@@ -5,7 +5,9 @@
 //! (turns take in what arrives while they work; see `write`). It is the core's
 //! [`Driver`]: the order of a turn is the core's. Protocol decisions are the dialects'.
 //!
-//! - `conn`: a connection's record, its states, the read carry.
+//! - `conn`: a connection's record, its states.
+//! - [`inbound`]: a connection's bytes through its carry and tungstenite into the core
+//!   (over any `Read`: the `inbound` fuzz target runs it too).
 //! - `accept`: accepting, HTTP heads, upgrades, plain replies, refusals.
 //! - `read`: reading WebSocket messages into the core, draining closed sockets.
 //! - `write`: the turn's writes (gathered sends, flush intervals, interleaved reads).
@@ -13,6 +15,7 @@
 
 mod accept;
 mod conn;
+pub mod inbound;
 mod moves;
 mod read;
 mod write;
@@ -43,14 +46,10 @@ const DRAIN_MS: u64 = 2_000;
 const ACCEPT_PAUSE_MS: u64 = 100;
 /// Mesh messages handled per turn, so one busy peer cannot starve the sockets.
 const MESH_BATCH_MAX: usize = 4_096;
-/// tungstenite's read buffer per connection.
-const READ_BUFFER_BYTES: usize = 256;
 /// Connections past a cap that are answered 503 at once (beyond: closed unanswered).
 const REFUSING_MAX: usize = 64;
 /// Zero-timeout polls after a turn's events, while they return more, before writing.
 const REPOLL_MAX: usize = 4;
-/// One `recv` of a WebSocket connection takes up to this much (see `WsIo::read`).
-const RECV_BYTES: usize = 16 * 1024;
 /// Read size for HTTP heads and for draining.
 const READ_CHUNK_BYTES: usize = 4_096;
 
@@ -143,7 +142,7 @@ impl<D: Dialect> Shard<D> {
             message: Vec::new(),
             tung_out: Vec::new(),
             gather: Vec::with_capacity(write::GATHER_BYTES_MAX),
-            scratch: vec![0; RECV_BYTES].into_boxed_slice(),
+            scratch: vec![0; inbound::RECV_BYTES].into_boxed_slice(),
             mesh_in: Vec::new(),
             events: Events::with_capacity(1024),
             last_sweep_ms: 0,

@@ -1,15 +1,13 @@
-//! Reading: a readable connection's bytes go to tungstenite (through the connection's
-//! carry), and each complete message to the shard core; pings, pongs and close frames are
+//! Reading: a readable connection's bytes go through `inbound` (the carry, tungstenite,
+//! the shard core) until the socket would block; pings, pongs and close frames are
 //! answered in order with the session's frames. Closed connections are drained to EOF.
 
 use std::io::{self, Read};
 
-use tungstenite::error::ProtocolError;
-use tungstenite::{Error as WsError, Message};
-
-use super::conn::{ConnState, WsIo};
+use super::conn::ConnState;
+use super::inbound::{self, Step, WsIo};
 use super::{Reactor, READ_CHUNK_BYTES};
-use crate::core::{self, Dialect, SessionKey, ShardCore};
+use crate::core::{Dialect, SessionKey, ShardCore};
 
 impl<D: Dialect> Reactor<D> {
     /// A connection is readable; `hup`: the event also says the peer closed its side (or
@@ -60,23 +58,15 @@ impl<D: Dialect> Reactor<D> {
         }
     }
 
-    /// Reads complete messages until the socket would block, the session closes, or its
-    /// reads are held (a session waiting to move is read on the shard it moves to).
+    /// Reads complete messages into the core until the socket would block, the session
+    /// closes, or its reads are held (a session waiting to move is read on the shard it
+    /// moves to); see [`inbound::read_message`].
     pub(super) fn read_ws(&mut self, core: &mut ShardCore<D>, t: usize, now: u64) {
         loop {
             let Some(conn) = self.conns.get_mut(t) else {
                 return;
             };
             let Some(key) = conn.session else { return };
-            // What the client sent after its join (or resume) is read on the shard it moves
-            // to, after the join. A poll within the same turn (before the move is carried
-            // out) must not read it either. A closing session is not read at all: its
-            // socket is drained once the close frame is out (tungstenite may be mid-way
-            // through a frame it refused).
-            match core.session(key) {
-                Some(s) if s.is_open() && !s.reads_held() => {}
-                _ => return,
-            }
             let ConnState::Ws { ctx, carry, .. } = &mut conn.state else {
                 return;
             };
@@ -87,64 +77,11 @@ impl<D: Dialect> Reactor<D> {
                 carry,
                 scratch: &mut self.scratch,
             };
-            let result = ctx.read(&mut io);
-            if !self.tung_out.is_empty() {
-                core.push_raw(key, &self.tung_out);
-                self.tung_out.clear();
-            }
-            match result {
-                Ok(Message::Text(text)) => {
-                    self.message.clear();
-                    self.message.extend_from_slice(text.as_bytes());
-                    self.deliver(core, key, false, now);
-                }
-                Ok(Message::Binary(bytes)) => {
-                    self.message.clear();
-                    self.message.extend_from_slice(&bytes);
-                    self.deliver(core, key, true, now);
-                }
-                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {
-                    core.handle_activity(key, now)
-                }
-                Ok(Message::Close(frame)) => {
-                    // tungstenite only queued the close reply: have it written out (into
-                    // our buffer, which never blocks) and queue it after our frames.
-                    let code = frame.map_or(1005, |f| u16::from(f.code));
-                    if let Some(conn) = self.conns.get_mut(t) {
-                        if let ConnState::Ws { ctx, carry, .. } = &mut conn.state {
-                            let mut io = WsIo {
-                                stream: &mut conn.stream,
-                                out: &mut self.tung_out,
-                                drained: &mut conn.drained,
-                                carry,
-                                scratch: &mut self.scratch,
-                            };
-                            let _ = ctx.flush(&mut io);
-                        }
-                    }
-                    core.push_raw(key, &self.tung_out);
-                    self.tung_out.clear();
-                    core.handle_activity(key, now);
-                    core.handle_peer_close(key, code, now);
-                    return;
-                }
-                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(WsError::Capacity(_)) => {
-                    return core.close_session(key, 1009, "message too big", now)
-                }
-                Err(WsError::Utf8(_)) => {
-                    return core.close_session(key, 1007, "invalid UTF-8", now)
-                }
-                // The peer vanished without a close frame: a drop, not a protocol breach
-                // (its dialect may park the session for a resume).
-                Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => {
-                    return self.remove(core, t, now)
-                }
-                Err(WsError::Protocol(_)) => {
-                    return core.close_session(key, 1002, "protocol error", now)
-                }
-                Err(_) => return self.remove(core, t, now),
+            match inbound::read_message(core, key, ctx, &mut io, &mut self.message, now) {
+                Step::Delivered => self.follow_rekeys(core),
+                Step::Again => {}
+                Step::Stop => return,
+                Step::Gone => return self.remove(core, t, now),
             }
         }
     }
@@ -167,13 +104,8 @@ impl<D: Dialect> Reactor<D> {
         }
     }
 
-    /// Hands the message in `self.message` to the core, then follows a take-over.
-    fn deliver(&mut self, core: &mut ShardCore<D>, key: SessionKey, binary: bool, now: u64) {
-        let message = core::Message {
-            bytes: &mut self.message,
-            binary,
-        };
-        core.handle_message(key, message, now);
+    /// Hands each connection a take-over moved to its new session.
+    fn follow_rekeys(&mut self, core: &mut ShardCore<D>) {
         let mut rekeys = Vec::new();
         core.drain_rekeys(&mut rekeys);
         for (old, new) in rekeys {

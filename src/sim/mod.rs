@@ -231,12 +231,17 @@ impl<D: Dialect> SimServer<D> {
     /// Runs one turn on `shard` alone: what it posts to other shards waits in the mesh
     /// until they run (a race between shards, replayed in order).
     pub fn turn_on(&mut self, shard: usize) {
-        let mut busy = false;
+        self.turn(shard, &mut false);
+    }
+
+    /// One turn on `shard`; `busy` is set when it wrote or posted anything.
+    fn turn(&mut self, shard: usize, busy: &mut bool) {
         let mut io = SimIo {
             shard: ShardId(shard as u16),
             mesh: &mut self.mesh,
             clients: &mut self.clients,
-            busy: &mut busy,
+            decoder: &mut self.decoder,
+            busy,
         };
         self.cores[shard].turn(&mut io, self.now);
     }
@@ -247,14 +252,7 @@ impl<D: Dialect> SimServer<D> {
         loop {
             let mut busy = false;
             for i in 0..self.cores.len() {
-                let mut io = SimIo {
-                    shard: ShardId(i as u16),
-                    mesh: &mut self.mesh,
-                    clients: &mut self.clients,
-                    decoder: &mut self.decoder,
-                    busy: &mut busy,
-                };
-                self.cores[i].turn(&mut io, self.now);
+                self.turn(i, &mut busy);
             }
             if !busy && self.mesh.is_empty() {
                 return;
