@@ -516,16 +516,27 @@ fn throttle<H: Host>(
     Ok(())
 }
 
-/// The code's home shard said whether its party is open.
-pub(super) fn code_checked<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, found: bool, now: u64) {
+/// Takes up a join `park` held, now that another shard answered for it: reads resume and
+/// `then` goes on with it (its refusal answered). Nothing when the socket or its join is
+/// gone.
+fn unpark<H: Host>(
+    cx: &mut Cx<'_, H>,
+    key: SessionKey,
+    then: impl FnOnce(&mut Cx<'_, H>, JoinReq) -> Done,
+) {
     let pending = cx.sock_mut(key).and_then(|s| s.pending.take());
     let Some(Pending::Join(req)) = pending.map(|p| *p) else {
         return;
     };
     cx.eng.resume_reads(key);
-    if let Err(a) = throttle(cx, key, req, found, now) {
+    if let Err(a) = then(cx, req) {
         answer(cx.eng, &cx.pk.metrics, key, &a);
     }
+}
+
+/// The code's home shard said whether its party is open.
+pub(super) fn code_checked<H: Host>(cx: &mut Cx<'_, H>, key: SessionKey, found: bool, now: u64) {
+    unpark(cx, key, |cx, req| throttle(cx, key, req, found, now));
 }
 
 /// The throttle's answer came back from the address's home shard.
@@ -535,14 +546,7 @@ pub(super) fn join_checked<H: Host>(
     verdict: Verdict,
     now: u64,
 ) {
-    let pending = cx.sock_mut(key).and_then(|s| s.pending.take());
-    let Some(Pending::Join(req)) = pending.map(|p| *p) else {
-        return;
-    };
-    cx.eng.resume_reads(key);
-    if let Err(a) = checked(cx, key, req, verdict, now) {
-        answer(cx.eng, &cx.pk.metrics, key, &a);
-    }
+    unpark(cx, key, |cx, req| checked(cx, key, req, verdict, now));
 }
 
 fn checked<H: Host>(
