@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tungstenite::Message;
 
-use crate::hostile::{close_code, frame, read_head, upgraded, PATHS};
+use crate::hostile::{breaking_frames, close_code, frame, read_head, upgraded, PATHS};
 use crate::process::start;
 use crate::support::*;
 
@@ -84,23 +84,11 @@ fn still_talks(c: &mut Client, n: &mut u64) {
 
 /// One barrage against `addr` (described in the module documentation).
 fn barrage(addr: SocketAddr, bystander: &mut Client, n: &mut u64) {
-    let text = |p: &[u8]| frame(0x81, p.len() as u64, p, true);
-    let cases: [(Vec<u8>, u16); 9] = [
-        (frame(0x81, 2, b"{}", false), 1002),
-        (frame(0xC1, 2, b"{}", true), 1002),
-        (frame(0x91, 2, b"{}", true), 1002),
-        (frame(0x89, 126, &[7; 126], true), 1002),
-        (frame(0x09, 1, b"x", true), 1002),
-        (frame(0x83, 1, b"x", true), 1002),
-        (frame(0x80, 1, b"x", true), 1002),
-        (frame(0x82, 1 << 63, b"", true), 1009),
-        (text(b"{\"t\":\"\xc3\x28\"}"), 1007),
-    ];
     for path in PATHS {
-        for (bytes, want) in &cases {
+        for (what, bytes, want) in breaking_frames() {
             let mut sock = upgraded(addr, path);
-            sock.write_all(bytes).unwrap();
-            assert_eq!(close_code(&mut sock), Some(*want), "{path}");
+            sock.write_all(&bytes).unwrap();
+            assert_eq!(close_code(&mut sock), Some(want), "{path}: {what}");
         }
         still_talks(bystander, n);
     }

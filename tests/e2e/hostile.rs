@@ -114,26 +114,10 @@ fn fds_back_to(before: usize) {
     );
 }
 
-/// A rooms member that must keep hearing itself through every attack.
-fn still_talks(c: &mut Client, room: &str, n: u64) {
-    c.send(json!({"v": 1, "t": "room.message", "room": room, "p": {"type": "ping", "data": n}}));
-    let m = c.recv_until("its own message", |m| m.t() == "room.message");
-    assert_eq!(m.p()["data"], n, "the bystander hears itself: {m}");
-}
-
-#[test]
-fn frames_that_break_the_protocol_get_their_close_code_on_every_dialect() {
-    let s = TestServer::start(|c| {
-        c.echo.enabled = true;
-        c.cloudlink.conns_per_ip_per_min = 0;
-    });
-    let mut bystander = Client::new(s.addr, Codec::Json);
-    bystander.join("echo_room", "calm");
-    still_talks(&mut bystander, "calm", 0);
-    std::thread::sleep(Duration::from_millis(100));
-    let before = fds();
+/// Frames that break RFC 6455, each with what it is and the close code it must get.
+pub(crate) fn breaking_frames() -> Vec<(&'static str, Vec<u8>, u16)> {
     let text = |p: &[u8]| frame(0x81, p.len() as u64, p, true);
-    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+    vec![
         ("an unmasked frame", frame(0x81, 2, b"{}", false), 1002),
         (
             "RSV1 without an extension",
@@ -155,7 +139,28 @@ fn frames_that_break_the_protocol_get_their_close_code_on_every_dialect() {
         ),
         ("a 2^63-byte frame", frame(0x82, 1 << 63, b"", true), 1009),
         ("invalid UTF-8 text", text(b"{\"t\":\"\xc3\x28\"}"), 1007),
-    ];
+    ]
+}
+
+/// A rooms member that must keep hearing itself through every attack.
+fn still_talks(c: &mut Client, room: &str, n: u64) {
+    c.send(json!({"v": 1, "t": "room.message", "room": room, "p": {"type": "ping", "data": n}}));
+    let m = c.recv_until("its own message", |m| m.t() == "room.message");
+    assert_eq!(m.p()["data"], n, "the bystander hears itself: {m}");
+}
+
+#[test]
+fn frames_that_break_the_protocol_get_their_close_code_on_every_dialect() {
+    let s = TestServer::start(|c| {
+        c.echo.enabled = true;
+        c.cloudlink.conns_per_ip_per_min = 0;
+    });
+    let mut bystander = Client::new(s.addr, Codec::Json);
+    bystander.join("echo_room", "calm");
+    still_talks(&mut bystander, "calm", 0);
+    std::thread::sleep(Duration::from_millis(100));
+    let before = fds();
+    let cases = breaking_frames();
     let mut n = 0;
     for path in PATHS {
         for (what, bytes, want) in &cases {
