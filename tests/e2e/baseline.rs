@@ -15,10 +15,9 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use tungstenite::Message;
 
-use crate::hostile::{breaking_frames, close_code, frame, read_head, upgraded, PATHS};
+use crate::hostile::{self, breaking_frames, close_code, frame, read_head, upgraded, PATHS};
 use crate::process::start;
 use crate::support::*;
 
@@ -74,12 +73,7 @@ fn steady_fds(pid: u32) -> usize {
 /// The rooms member that must hear itself after every part of a barrage.
 fn still_talks(c: &mut Client, n: &mut u64) {
     *n += 1;
-    let data = *n;
-    c.send(
-        json!({"v": 1, "t": "room.message", "room": "calm", "p": {"type": "ping", "data": data}}),
-    );
-    let m = c.recv_until("its own message", |m| m.t() == "room.message");
-    assert_eq!(m.p()["data"], data, "the bystander hears itself: {m}");
+    hostile::still_talks(c, "calm", *n);
 }
 
 /// One barrage against `addr` (described in the module documentation).

@@ -143,7 +143,7 @@ pub(crate) fn breaking_frames() -> Vec<(&'static str, Vec<u8>, u16)> {
 }
 
 /// A rooms member that must keep hearing itself through every attack.
-fn still_talks(c: &mut Client, room: &str, n: u64) {
+pub(crate) fn still_talks(c: &mut Client, room: &str, n: u64) {
     c.send(json!({"v": 1, "t": "room.message", "room": room, "p": {"type": "ping", "data": n}}));
     let m = c.recv_until("its own message", |m| m.t() == "room.message");
     assert_eq!(m.p()["data"], n, "the bystander hears itself: {m}");
